@@ -1,0 +1,230 @@
+"""Twin-GAN training: it learns, resumes exactly, stops cleanly, survives NaNs, runs on 2 ranks."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import write_image_folder
+
+from twingan import training
+from twingan.checkpoint import load_checkpoint
+from twingan.config import load_config
+from twingan.errors import UserError
+from twingan.training import Trainer, TrainingDiverged
+
+TINY = {
+    "model": {"resolution": 8, "channel_base": 32, "max_channels": 16, "unet_max_resolution": 8},
+    "loss": {"reconstruction_gan_min_resolution": 8},
+    "train": {"batch_size": {4: 4, 8: 4}, "phase_images": 8, "log_every": 4, "sample_every": 1000,
+              "checkpoint_every": 12, "keep_checkpoints": 10},
+    "runtime": {"device": "cpu", "num_workers": 0},
+    "data": {"verify": "header"},
+}
+
+
+def tiny_preset(tmp_path: Path, **sections) -> Path:
+    """A YAML preset for a tiny 4 -> 8 px model on 8 + 8 synthetic pictures."""
+    preset = json.loads(json.dumps(TINY))
+    for section, values in sections.items():
+        preset.setdefault(section, {}).update(values)
+    a = tmp_path / "a"
+    if not a.exists():
+        write_image_folder(a, 8, size=24, seed=0)
+        write_image_folder(tmp_path / "b", 8, size=24, seed=100, ext=".jpg")
+    preset["data"].update(domain_a=str(a), domain_b=str(tmp_path / "b"))
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(preset))
+    return path
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_few_hundred_steps_cut_the_reconstruction_loss(tmp_path):
+    preset = tiny_preset(tmp_path, train={"start_resolution": 8, "phase_images": 1200, "lr": 5e-4,
+                                          "checkpoint_every": 100_000})
+    Trainer(load_config(preset), tmp_path / "run", progress=False).run()
+    recon = [m["reconstruction"] for m in metrics(tmp_path / "run")]
+    assert len(recon) == 300
+    start, end = sum(recon[:20]) / 20, sum(recon[-20:]) / 20
+    assert end < 0.6 * start, (start, end)
+
+
+def test_run_folder_holds_config_checkpoints_samples_and_logs(tmp_path):
+    preset = tiny_preset(tmp_path)
+    result = Trainer(load_config(preset), tmp_path / "run", progress=False).run()
+    run = tmp_path / "run"
+    assert result.images_seen == 24 and result.checkpoint == run / "checkpoints" / "ckpt-000000000024.pt"
+    assert load_config(run / "config.yaml") == load_config(preset)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["ckpt-000000000012.pt", "ckpt-000000000024.pt"]
+    assert list((run / "samples").glob("grid-*.png")) and list((run / "tensorboard").iterdir())
+    logged = metrics(run)
+    assert [m["resolution"] for m in logged] == [4, 4, 8, 8, 8, 8]
+    assert {"reconstruction", "semantic", "translation_gan", "d_translation", "d_penalty", "alpha", "lr",
+            "images_per_second"} <= set(logged[0])
+    assert "reconstruction_gan" not in logged[0] and "reconstruction_gan" in logged[-1]
+    assert logged[2]["alpha"] == pytest.approx(0.5)
+
+
+def test_keep_last_n_checkpoints(tmp_path):
+    preset = tiny_preset(tmp_path, train={"checkpoint_every": 4, "keep_checkpoints": 2})
+    Trainer(load_config(preset), tmp_path / "run", progress=False).run()
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
+        "ckpt-000000000020.pt", "ckpt-000000000024.pt"]
+
+
+def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path):
+    cfg = load_config(tiny_preset(tmp_path))
+    Trainer(cfg, tmp_path / "full", progress=False).run()
+    resumed = Trainer(cfg, tmp_path / "resumed", progress=False)
+    resumed.resume(tmp_path / "full" / "checkpoints" / "ckpt-000000000012.pt")
+    resumed.run()
+    full_tail = [m for m in metrics(tmp_path / "full") if m["images_seen"] > 12]
+    resumed_log = metrics(tmp_path / "resumed")
+    assert len(full_tail) == len(resumed_log) == 3
+    for a, b in zip(full_tail, resumed_log):
+        for key in ("reconstruction", "semantic", "translation_gan", "d_translation", "d_penalty"):
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
+    final_full = load_checkpoint(tmp_path / "full")["net"]
+    final_resumed = load_checkpoint(tmp_path / "resumed")["net"]
+    for name, tensor in final_full.items():
+        torch.testing.assert_close(tensor, final_resumed[name], rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_for_another_model_shape_is_refused(tmp_path):
+    Trainer(load_config(tiny_preset(tmp_path)), tmp_path / "run", progress=False).run()
+    wider = load_config(tiny_preset(tmp_path, model={"max_channels": 8}))
+    with pytest.raises(UserError, match="does not match the configured model"):
+        Trainer(wider, tmp_path / "other", progress=False).resume(tmp_path / "run" / "checkpoints" /
+                                                                  "ckpt-000000000024.pt")
+
+
+def _nan_after(monkeypatch, first_bad_call: int, last_bad_call: float = math.inf) -> None:
+    real = training.losses.generator_loss
+    calls = {"n": 0}
+
+    def sometimes_nan(logits, kind):
+        calls["n"] += 1
+        value = real(logits, kind)
+        return value * float("nan") if first_bad_call <= calls["n"] <= last_bad_call else value
+
+    monkeypatch.setattr(training.losses, "generator_loss", sometimes_nan)
+
+
+def test_a_forced_nan_is_skipped_and_recorded(tmp_path, monkeypatch, caplog):
+    _nan_after(monkeypatch, first_bad_call=9, last_bad_call=9)
+    result = Trainer(load_config(tiny_preset(tmp_path)), tmp_path / "run", progress=False).run()
+    assert result.skipped_steps == 1 and result.images_seen == 24
+    assert load_checkpoint(result.checkpoint)["skipped_steps"] == 1
+    assert all(math.isfinite(m["reconstruction"]) for m in metrics(tmp_path / "run"))
+    assert any("step skipped" in r.message for r in caplog.records)
+
+
+def test_persistent_nans_roll_back_then_stop_keeping_the_checkpoint(tmp_path, monkeypatch, caplog):
+    _nan_after(monkeypatch, first_bad_call=20)
+    trainer = Trainer(load_config(tiny_preset(tmp_path)), tmp_path / "run", progress=False)
+    with pytest.raises(TrainingDiverged, match="last good checkpoint is .*ckpt-000000000012.pt"):
+        trainer.run()
+    assert any("rolled back" in r.message for r in caplog.records)
+    assert load_checkpoint(tmp_path / "run")["images_seen"] == 12
+
+
+def test_missing_batch_size_for_a_resolution_is_refused(tmp_path):
+    cfg = load_config(tiny_preset(tmp_path), ["model.resolution=1024"])
+    with pytest.raises(UserError, match=r"train.batch_size has no entry for resolution\(s\) \[1024\]"):
+        Trainer(cfg, tmp_path / "run", progress=False)
+
+
+def _cli(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "twingan", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, **kwargs)
+
+
+def test_sigterm_saves_a_loadable_checkpoint_and_exits_cleanly(tmp_path):
+    preset = tiny_preset(tmp_path, train={"phase_images": 100_000, "checkpoint_every": 100_000})
+    run = tmp_path / "run"
+    process = _cli("train", str(preset), "--run-dir", str(run), "--no-progress")
+    deadline = time.monotonic() + 120
+    while not (run / "metrics.jsonl").exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output
+    assert "stopped by SIGTERM" in output and "Traceback" not in output
+    state = load_checkpoint(run)
+    assert state["images_seen"] > 0
+    resumed = _cli("train", "--resume", str(run), f"train.max_images={state['images_seen'] + 8}", "--no-progress")
+    output, _ = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, output
+    assert load_checkpoint(run)["images_seen"] == state["images_seen"] + 8
+
+
+def test_train_cli_refuses_to_overwrite_a_run(tmp_path):
+    preset = tiny_preset(tmp_path, train={"max_images": 4, "checkpoint_every": 4})
+    first = _cli("train", str(preset), "--run-dir", str(tmp_path / "run"), "--no-progress")
+    assert first.wait(timeout=120) == 0
+    second = _cli("train", str(preset), "--run-dir", str(tmp_path / "run"), "--no-progress")
+    output, _ = second.communicate(timeout=120)
+    assert second.returncode == 1 and output.strip().splitlines()[-1].startswith("Error: run folder")
+
+
+RANK_SCRIPT = """
+import sys
+from pathlib import Path
+import torch
+import torch.distributed as dist
+from twingan.config import load_config
+from twingan.training import Trainer
+
+trainer = Trainer(load_config(sys.argv[1]), Path(sys.argv[2]), progress=False)
+initial = torch.cat([p.detach().flatten().clone() for p in trainer.net.parameters()])
+trainer.run()
+flat = torch.cat([t.detach().flatten() for m in (trainer.net, trainer.discs) for t in (*m.parameters(), *m.buffers())
+                  if t.is_floating_point()])
+gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
+dist.all_gather(gathered, flat)
+assert all(torch.equal(g, gathered[0]) for g in gathered), "ranks disagree"
+assert not torch.equal(initial, torch.cat([p.detach().flatten() for p in trainer.net.parameters()]))
+print(f"rank {dist.get_rank()} of {dist.get_world_size()} agrees", flush=True)
+dist.destroy_process_group()
+"""
+
+
+def test_torchrun_two_processes_agree_on_the_weights(tmp_path):
+    preset = tiny_preset(tmp_path, train={"batch_size": {4: 2, 8: 2}})
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_SCRIPT)
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(script), str(preset), str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rank 0 of 2 agrees" in result.stdout and "rank 1 of 2 agrees" in result.stdout
+    assert load_checkpoint(tmp_path / "run")["images_seen"] == 24
+
+
+def test_ema_half_life_is_counted_in_images_with_rampup(tmp_path):
+    trainer = Trainer(load_config(tiny_preset(tmp_path), ["train.ema_half_life=100"]), tmp_path / "run",
+                      progress=False)
+    live, averaged = next(trainer.net.parameters()), next(trainer.ema.parameters())
+    start = averaged.detach().clone()
+    with torch.no_grad():
+        live.add_(1.0)
+    trainer.counters.images_seen = 10_000
+    trainer._update_ema(batch_images=100)
+    torch.testing.assert_close(averaged, start + 0.5)
+    trainer.counters.images_seen = 20
+    trainer._update_ema(batch_images=1)
+    torch.testing.assert_close(averaged, start + 0.5 + 0.5 * (1 - 0.5 ** (1 / 1.0)))

@@ -1,0 +1,82 @@
+"""Training-step throughput: images/s and peak memory of full Twin-GAN steps per resolution.
+
+A full step is what training does per batch: device augmentation, the generator pass (encode
+both domains, reconstruct, translate, re-encode), all losses, the generator update, the EMA
+update, then the discriminator pass with its gradient penalty and update. Batches are synthetic
+(random uint8 pictures) so the figure is the model's, not the disk's; see bench_data.py for that.
+
+    python tools/bench_train.py --preset twingan_cpu_64 --resolutions 64
+    python tools/bench_train.py --preset twingan_selfie2anime_256 --resolutions 64 128 256 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from twingan.config import load_config
+from twingan.schedule import Phase
+from twingan.training import Trainer
+
+
+def measure(preset: str, resolution: int, steps: int, device: str, overrides: list[str]) -> tuple[float, int, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        for domain in ("a", "b"):
+            (Path(tmp) / domain).mkdir()
+            Image.new("RGB", (resolution, resolution), (120, 90, 60)).save(Path(tmp) / domain / "0.png")
+        cfg = load_config(preset, [f"model.resolution={resolution}", f"train.start_resolution={resolution}",
+                                   f"data.domain_a={tmp}/a", f"data.domain_b={tmp}/b", f"runtime.device={device}",
+                                   *overrides])
+        trainer = Trainer(cfg, Path(tmp) / "run", progress=False)
+        batch = cfg.train.batch_size[resolution]
+        phase = Phase(resolution, False, 0, cfg.train.phase_images)
+        shape = (batch, 1 if cfg.data.grayscale else 3, resolution, resolution)
+        batches = [torch.randint(0, 256, shape, dtype=torch.uint8) for _ in range(2)]
+        is_cuda = trainer.device.type == "cuda"
+
+        def sync() -> None:
+            if is_cuda:
+                torch.cuda.synchronize()
+
+        for _ in range(2):
+            trainer.step(*batches, phase)
+        sync()
+        if is_cuda:
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        for _ in range(steps):
+            trainer.step(*batches, phase)
+        sync()
+        rate = steps * batch / (time.perf_counter() - start)
+        if is_cuda:
+            peak = torch.cuda.max_memory_allocated()
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return rate, batch, peak / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="twingan_selfie2anime_256")
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("overrides", nargs="*", help="extra section.key=value overrides")
+    args = parser.parse_args()
+    print(f"preset {args.preset}, {args.steps} timed steps after 2 warm-up steps, "
+          f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}")
+    print(f"{'resolution':>10} {'batch':>6} {'images/s':>9} {'peak MB':>9}")
+    for resolution in args.resolutions:
+        rate, batch, peak = measure(args.preset, resolution, args.steps, args.device, args.overrides)
+        print(f"{resolution:>10} {batch:>6} {rate:>9.2f} {peak:>9.0f}")
+    print("peak MB: CUDA max allocated per resolution, or the process's peak RSS so far on CPU")
+
+
+if __name__ == "__main__":
+    main()

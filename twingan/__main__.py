@@ -1,0 +1,5 @@
+"""`python -m twingan` runs the same command as the `twingan` console script."""
+
+from twingan.cli import main
+
+main()

@@ -1,0 +1,75 @@
+"""Checkpoint files: written atomically, loaded without unpickling code, pruned to the last N.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so that
+torch.load(weights_only=True) can read it: a checkpoint downloaded from the internet cannot run
+code on the machine that loads it. It carries a format tag so that a foreign file (another
+project's .pt, a truncated copy) is refused with one clear sentence instead of a KeyError.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from twingan.atomic import atomic_path
+from twingan.errors import UserError
+
+FORMAT = "twingan-checkpoint"
+VERSION = 1
+_PATTERN = "ckpt-*.pt"
+
+
+def checkpoint_name(images_seen: int) -> str:
+    """Zero-padded so that names sort in training order."""
+    return f"ckpt-{images_seen:012d}.pt"
+
+
+def save_checkpoint(state: dict[str, Any], directory: Path, images_seen: int, keep: int) -> Path:
+    """Write `state` atomically as the newest checkpoint, then drop all but the newest `keep`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / checkpoint_name(images_seen)
+    with atomic_path(target) as tmp:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
+    for old in sorted(directory.glob(_PATTERN))[:-keep]:
+        old.unlink(missing_ok=True)
+    return target
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The newest checkpoint in a folder, or None."""
+    found = sorted(directory.glob(_PATTERN)) if directory.is_dir() else []
+    return found[-1] if found else None
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder (then its newest checkpoint)."""
+    path = Path(path)
+    if path.is_dir():
+        found = latest_checkpoint(path / "checkpoints") or latest_checkpoint(path)
+        if found is None:
+            raise UserError(f"run folder {path} holds no checkpoint (ckpt-*.pt)")
+        return found
+    if not path.exists():
+        raise UserError(f"checkpoint {path} does not exist")
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a TwinGAN checkpoint onto the CPU; refuse truncated, corrupt and foreign files."""
+    path = find_checkpoint(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"checkpoint {path} cannot be read: truncated, corrupt or not a PyTorch file "
+                        f"({reason[:200]})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise UserError(f"checkpoint {path} is not a TwinGAN checkpoint")
+    if state.get("version") != VERSION:
+        raise UserError(f"checkpoint {path} has format version {state.get('version')}; "
+                        f"this TwinGAN reads version {VERSION}")
+    return state

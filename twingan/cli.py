@@ -1,0 +1,109 @@
+"""The `twingan` command: one click group, one subcommand per capability that exists.
+
+User mistakes (`UserError`) become one line on stderr and exit status 1; click's own usage
+errors keep exit status 2. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import click
+import yaml
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from twingan import __version__
+from twingan.checkpoint import latest_checkpoint
+from twingan.config import config_to_dict, load_config, resolve_preset
+from twingan.errors import UserError
+from twingan.prepare import prepare_command
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            with logging_redirect_tqdm():
+                return super().invoke(ctx)
+        except UserError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="twingan")
+@click.option("-v", "--verbose", is_flag=True, help="Log debugging detail.")
+def main(verbose: bool) -> None:
+    """TwinGAN: turn human portraits into anime characters and back.
+
+    Run `twingan COMMAND --help` for the options of each command.
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(levelname)s: %(message)s" if verbose else "%(message)s")
+
+
+@main.command("config")
+@click.argument("preset", required=False)
+@click.argument("overrides", nargs=-1)
+def config_command(preset: str | None, overrides: tuple[str, ...]) -> None:
+    """Print the fully resolved config of PRESET with OVERRIDES (section.key=value) applied.
+
+    PRESET is a YAML file or the name of one in configs/; `-` means the built-in defaults
+    (the published recipe). Use it to check a run's settings before starting it.
+    """
+    cfg = load_config(None if preset in (None, "-") else preset, list(overrides))
+    click.echo(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), nl=False)
+
+
+@main.command("train")
+@click.argument("preset", required=False)
+@click.argument("overrides", nargs=-1)
+@click.option("--a", "domain_a", type=click.Path(path_type=Path), help="Domain A folder (photos); sets data.domain_a.")
+@click.option("--b", "domain_b", type=click.Path(path_type=Path), help="Domain B folder (anime); sets data.domain_b.")
+@click.option("--run-dir", type=click.Path(path_type=Path),
+              help="Run folder (default: runtime.output_dir/PRESET-TIMESTAMP).")
+@click.option("--resume", type=click.Path(path_type=Path),
+              help="Continue the run in this folder from its newest checkpoint, with its saved config.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (for logs and CI).")
+def train_command(preset: str | None, overrides: tuple[str, ...], domain_a: Path | None, domain_b: Path | None,
+                  run_dir: Path | None, resume: Path | None, no_progress: bool) -> None:
+    """Train Twin-GAN with PRESET (a configs/ name or YAML file) and section.key=value OVERRIDES.
+
+    \b
+    Examples:
+      twingan train twingan_cpu_64 --a photos/ --b anime/
+      twingan train twingan_selfie2anime_256 --a photos/ --b anime/ runtime.precision=bf16
+      twingan train --resume runs/twingan_cpu_64-20261123-101500 train.max_minutes=60
+      torchrun --nproc_per_node 4 -m twingan train twingan_selfie2anime_256 --a photos/ --b anime/
+    """
+    from twingan.training import Trainer
+
+    if preset and "=" in preset:
+        preset, overrides = None, (preset, *overrides)
+    extra = [f"data.domain_a={domain_a}"] if domain_a else []
+    extra += [f"data.domain_b={domain_b}"] if domain_b else []
+    if resume is not None:
+        if preset is not None:
+            raise UserError("--resume uses the run's saved config.yaml; give overrides only, not a preset")
+        if not (resume / "config.yaml").is_file():
+            raise UserError(f"{resume} is not a run folder (no config.yaml)")
+        cfg = load_config(resume / "config.yaml", [*overrides, *extra])
+        run_dir = resume
+    else:
+        cfg = load_config(preset, [*overrides, *extra])
+        name = resolve_preset(preset).stem if preset else cfg.model.name
+        run_dir = run_dir or Path(cfg.runtime.output_dir) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if latest_checkpoint(run_dir / "checkpoints") is not None:
+            raise UserError(f"run folder {run_dir} already holds checkpoints: continue it with --resume {run_dir} "
+                            f"or choose another --run-dir")
+    trainer = Trainer(cfg, run_dir, progress=not no_progress)
+    if resume is not None:
+        trainer.resume()
+    result = trainer.run()
+    if trainer.dist.is_main:
+        stopped = f"; stopped by {result.stopped_by}" if result.stopped_by else ""
+        click.echo(f"{result.images_seen:,} images seen; checkpoint: {result.checkpoint}; "
+                   f"run folder: {trainer.run_dir}{stopped}")
+
+
+main.add_command(prepare_command)

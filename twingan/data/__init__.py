@@ -1,0 +1,1 @@
+"""Unpaired two-domain image data: robust loading, preprocessing, augmentation and loaders."""

@@ -1,0 +1,122 @@
+"""Turning whatever is in a user's folder into RGB (or L) pictures, or a clear reason why not.
+
+Real photo folders hold CMYK JPEGs, 16-bit PNGs, palette images with transparency, phone photos
+whose pixels are stored sideways with an EXIF rotation tag, zero-byte leftovers of a failed copy,
+and the odd text file named .jpg. Every one of them must either become a correctly oriented
+8-bit image or raise `BadImage` with a reason a person understands; nothing else may escape.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
+DEFAULT_MAX_PIXELS = 50_000_000
+# open_image checks every header against a per-call limit; Pillow's process-wide guard would
+# otherwise refuse anything over ~179 MP even when a user deliberately raises data.max_pixels.
+Image.MAX_IMAGE_PIXELS = None
+
+
+class BadImage(Exception):
+    """A file that cannot be used as a picture; the message says which file and why."""
+
+
+def find_images(root: str | os.PathLike[str]) -> list[Path]:
+    """Every picture under `root` (recursively, extensions case-insensitive), in a stable order."""
+    root = Path(root)
+    found = [
+        p for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")
+    ]
+    return sorted(found)
+
+
+def open_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open a picture lazily (header only) and refuse it before decoding if it is too large.
+
+    Pillow's own bomb guard is a process-wide global; checking the header size here keeps the
+    limit per call and turns every failure into `BadImage`.
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise BadImage(f"{path}: empty file (0 bytes)")
+        image = Image.open(path)
+    except BadImage:
+        raise
+    except UnidentifiedImageError:
+        raise BadImage(f"{path}: not a readable image file") from None
+    except OSError as exc:
+        raise BadImage(f"{path}: cannot be opened ({exc.strerror or exc})") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise BadImage(f"{path}: image is too large ({width}x{height} is over {max_pixels:,} pixels)")
+    return image
+
+
+def load_image(
+    path: str | os.PathLike[str],
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    grayscale: bool = False,
+    draft_size: tuple[int, int] | None = None,
+) -> Image.Image:
+    """Fully decode a picture: EXIF orientation applied, converted to 8-bit RGB (or L).
+
+    `draft_size` lets JPEG decoding skip straight to a smaller scale (a 4000 px photo needed at
+    256 px decodes several times faster); it never goes below the requested size.
+    """
+    image = open_image(path, max_pixels)
+    try:
+        with image, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if draft_size is not None and image.format == "JPEG":
+                image.draft("RGB", draft_size)
+            image.load()
+            rgb = to_rgb(ImageOps.exif_transpose(image))
+    except BadImage:
+        raise
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadImage(f"{path}: corrupt or truncated image data ({exc})") from None
+    return rgb.convert("L") if grayscale else rgb
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode -> 8-bit RGB; transparency is composited on white, 16-bit is rescaled."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        return Image.fromarray(_to_uint8(image)).convert("RGB")
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if image.mode == "RGB":
+        return image
+    return image.convert("RGB")
+
+
+def _to_uint8(image: Image.Image) -> np.ndarray:
+    """High-bit-depth grey -> 8 bits: I;16 is 16-bit by definition; I and F are judged by range."""
+    array = np.asarray(image).astype(np.float64)
+    peak = float(array.max()) if array.size else 0.0
+    if image.mode.startswith("I;16") or peak > 255:
+        array = array * (255.0 / 65535.0)
+    elif image.mode == "F" and peak <= 1.0:
+        array = array * 255.0
+    return np.clip(np.rint(array), 0, 255).astype(np.uint8)
+
+
+def describe_skipped(skipped: Iterable[str], limit: int = 5) -> str:
+    """A short summary of skipped files for a log line: the first few reasons, then a count."""
+    skipped = list(skipped)
+    shown = "; ".join(skipped[:limit])
+    more = f"; ... and {len(skipped) - limit} more" if len(skipped) > limit else ""
+    return shown + more

@@ -1,0 +1,368 @@
+"""Twin-GAN networks: one shared encoder/generator pair plus one discriminator per domain.
+
+Every layer is shared by both domains except the normalisation, which keeps one set of
+(gamma, beta, running mean, running variance) per domain; the domain index picks the set. All
+three networks grow progressively (PGGAN): `resolution` picks the active blocks and `alpha` blends
+the newest block in (at 4 px there is nothing to fade from, so alpha is ignored there). Each
+module keeps blocks for every resolution up to cfg.resolution so that a checkpoint's state_dict has
+the same keys at every phase.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from twingan.config import ModelConfig
+
+DOMAIN_A = 0
+"""Human photos."""
+DOMAIN_B = 1
+"""Anime; the domain that receives the character condition."""
+NUM_DOMAINS = 2
+
+
+def num_channels(cfg: ModelConfig, hw: int) -> int:
+    """Feature channels of the block working at hw x hw (halved per doubling, capped)."""
+    stage = int(math.log2(hw)) - 2
+    return min(cfg.channel_base // 2**stage, cfg.max_channels)
+
+
+def _is_pow2(n: int) -> bool:
+    return isinstance(n, int) and n > 0 and n & (n - 1) == 0
+
+
+def _check_config(cfg: ModelConfig) -> None:
+    """Fail at construction rather than deep inside a forward with an opaque shape error."""
+    if not _is_pow2(cfg.resolution) or cfg.resolution < 8:
+        raise ValueError(f"model.resolution must be a power of two >= 8, got {cfg.resolution}")
+    if num_channels(cfg, cfg.resolution) < 1:
+        raise ValueError(
+            f"model.channel_base={cfg.channel_base} leaves no channels at {cfg.resolution} px; "
+            f"it must be at least {2 ** (int(math.log2(cfg.resolution)) - 2)}"
+        )
+    if cfg.max_channels < 1:
+        raise ValueError(f"model.max_channels must be positive, got {cfg.max_channels}")
+    if not 0.0 < cfg.bn_momentum <= 1.0:
+        raise ValueError(f"model.bn_momentum must be in (0, 1], got {cfg.bn_momentum}")
+    if cfg.mbstd_group_size < 1:
+        raise ValueError(f"model.mbstd_group_size must be positive, got {cfg.mbstd_group_size}")
+    if cfg.condition_dim < 0:
+        raise ValueError(f"model.condition_dim must be >= 0, got {cfg.condition_dim}")
+
+
+def _check_phase(resolution: int, alpha: float, max_resolution: int) -> None:
+    if not _is_pow2(resolution) or not 4 <= resolution <= max_resolution:
+        raise ValueError(f"resolution must be a power of two in [4, {max_resolution}], got {resolution}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+
+
+def _resolutions(top: int) -> list[int]:
+    """8, 16, ..., top: the resolutions that own a down/up-sampling block."""
+    return [2**k for k in range(3, int(math.log2(top)) + 1)]
+
+
+def _blend(new: Tensor, old: Tensor, alpha: float) -> Tensor:
+    """Written as a weighted sum (not lerp) so alpha = 0 returns `old` bit for bit."""
+    return new if alpha == 1.0 else alpha * new + (1.0 - alpha) * old
+
+
+def pixel_norm(x: Tensor, eps: float = 1e-6) -> Tensor:
+    """Per-pixel feature normalisation (PGGAN); keeps generator magnitudes from escalating.
+
+    Autocast runs pow/rsqrt in fp32; casting the factor back keeps activations in half precision.
+    """
+    return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + eps).to(x.dtype)
+
+
+class Conv2d(nn.Module):
+    """Conv with optional equalized learning rate.
+
+    Equalized lr stores N(0, 1) weights and applies the He constant at run time, so Adam's
+    normalised steps change every layer at the same relative rate regardless of fan-in. Otherwise
+    the weights are N(0, 0.02) as in the original. Spectral norm, when wrapped around `weight`,
+    normalises the stored weight and the He constant still multiplies it: the layer's Lipschitz
+    bound becomes a fixed constant, which is what spectral norm is there to guarantee.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, padding: int = 0, *, equalized: bool,
+                 gain: float = math.sqrt(2)) -> None:
+        super().__init__()
+        self.padding = padding
+        self.weight = nn.Parameter(torch.randn(c_out, c_in, kernel, kernel) * (1.0 if equalized else 0.02))
+        self.bias = nn.Parameter(torch.zeros(c_out))
+        self.scale = gain / math.sqrt(c_in * kernel * kernel) if equalized else 1.0
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight = self.weight * self.scale if self.scale != 1.0 else self.weight
+        return F.conv2d(x, weight, self.bias, padding=self.padding)
+
+
+class Linear(nn.Module):
+    """Fully connected counterpart of `Conv2d` (same init and equalized-lr rule)."""
+
+    def __init__(self, c_in: int, c_out: int, *, equalized: bool, gain: float = 1.0) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(c_out, c_in) * (1.0 if equalized else 0.02))
+        self.bias = nn.Parameter(torch.zeros(c_out))
+        self.scale = gain / math.sqrt(c_in) if equalized else 1.0
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight = self.weight * self.scale if self.scale != 1.0 else self.weight
+        return F.linear(x, weight, self.bias)
+
+
+class DomainBatchNorm2d(nn.Module):
+    """Batch norm with one full set of affine parameters and running statistics per domain.
+
+    Plain nn.BatchNorm2d children keep SyncBatchNorm conversion and state_dict tooling working.
+    `momentum` follows PyTorch's convention (running = (1 - m) * running + m * batch), so the
+    original's TF decay 0.99 is m = 0.01. The optional condition modulates the already
+    domain-normalised features per sample; its FCs start at zero so a fresh model ignores c and
+    conditioning can be switched on for a model trained without it.
+    """
+
+    def __init__(self, num_features: int, num_domains: int = NUM_DOMAINS, momentum: float = 0.01,
+                 condition_dim: int = 0) -> None:
+        super().__init__()
+        self.norms = nn.ModuleList(nn.BatchNorm2d(num_features, momentum=momentum) for _ in range(num_domains))
+        self.condition_dim = condition_dim
+        if condition_dim > 0:
+            self.fc_gamma = nn.Linear(condition_dim, num_features)
+            self.fc_beta = nn.Linear(condition_dim, num_features)
+            for fc in (self.fc_gamma, self.fc_beta):
+                nn.init.zeros_(fc.weight)
+                nn.init.zeros_(fc.bias)
+
+    def forward(self, x: Tensor, domain: int, condition: Tensor | None = None) -> Tensor:
+        if not 0 <= domain < len(self.norms):
+            raise ValueError(f"domain must be in [0, {len(self.norms)}), got {domain}")
+        x = self.norms[domain](x)
+        if condition is None:
+            return x
+        if self.condition_dim == 0:
+            raise ValueError("a condition was given but this model has model.condition_dim = 0")
+        if condition.shape != (x.shape[0], self.condition_dim):
+            raise ValueError(f"condition must have shape ({x.shape[0]}, {self.condition_dim}), "
+                             f"got {tuple(condition.shape)}")
+        c = F.normalize(condition, dim=1)
+        gamma = 1.0 + self.fc_gamma(c)
+        beta = self.fc_beta(c)
+        return x * gamma[:, :, None, None] + beta[:, :, None, None]
+
+
+class ConvUnit(nn.Module):
+    """conv -> domain batch norm -> LeakyReLU(0.2) -> pixel norm: the encoder/generator layer."""
+
+    def __init__(self, cfg: ModelConfig, c_in: int, c_out: int, kernel: int = 3, condition_dim: int = 0) -> None:
+        super().__init__()
+        self.conv = Conv2d(c_in, c_out, kernel, kernel // 2, equalized=cfg.equalized_lr)
+        self.norm = DomainBatchNorm2d(c_out, momentum=cfg.bn_momentum, condition_dim=condition_dim)
+
+    def forward(self, x: Tensor, domain: int, condition: Tensor | None = None) -> Tensor:
+        return pixel_norm(F.leaky_relu(self.norm(self.conv(x), domain, condition), 0.2))
+
+
+class _DownBlock(nn.Module):
+    """Encoder block at hw: conv3x3 (same channels), conv3x3 (to hw/2's channels); pooling is the caller's."""
+
+    def __init__(self, cfg: ModelConfig, hw: int) -> None:
+        super().__init__()
+        self.conv0 = ConvUnit(cfg, num_channels(cfg, hw), num_channels(cfg, hw))
+        self.conv1 = ConvUnit(cfg, num_channels(cfg, hw), num_channels(cfg, hw // 2))
+
+    def forward(self, x: Tensor, domain: int) -> Tensor:
+        return self.conv1(self.conv0(x, domain), domain)
+
+
+class Encoder(nn.Module):
+    """Image -> 4x4 latent plus the pre-pooling block outputs for the generator's UNet links.
+
+    At 4 px the latent is from_rgb_4 of the image: like the PGGAN discriminator it mirrors, the
+    encoder has no 4x4 block of its own (the generator's 4x4 block is the first to see the latent).
+
+    Skip during fade-in at resolution r: skips[r] is the new block's output unscaled by alpha. The
+    generator only consumes it in its own new block, whose rgb is already weighted by alpha, so the
+    link's contribution and its gradient fade in exactly once; scaling it again would fade it in as
+    alpha^2 and leave the generator's new block a skip whose magnitude drifts during the phase.
+    Lower skips come from the blended features, as every later layer sees them.
+    """
+
+    def __init__(self, cfg: ModelConfig, image_channels: int = 3) -> None:
+        super().__init__()
+        _check_config(cfg)
+        self.max_resolution = cfg.resolution
+        self.from_rgb = nn.ModuleDict(
+            {str(hw): ConvUnit(cfg, image_channels, num_channels(cfg, hw), kernel=1)
+             for hw in [4, *_resolutions(cfg.resolution)]}
+        )
+        self.blocks = nn.ModuleDict({str(hw): _DownBlock(cfg, hw) for hw in _resolutions(cfg.resolution)})
+
+    def forward(self, x: Tensor, domain: int, resolution: int, alpha: float = 1.0) -> tuple[Tensor, dict[int, Tensor]]:
+        _check_phase(resolution, alpha, self.max_resolution)
+        skips: dict[int, Tensor] = {}
+        h = self.from_rgb[str(resolution)](x, domain)
+        hw = resolution
+        if hw > 4 and alpha < 1.0:
+            skips[hw] = self.blocks[str(hw)](h, domain)
+            h_prev = self.from_rgb[str(hw // 2)](F.avg_pool2d(x, 2), domain)
+            h = _blend(F.avg_pool2d(skips[hw], 2), h_prev, alpha)
+            hw //= 2
+        while hw > 4:
+            skips[hw] = self.blocks[str(hw)](h, domain)
+            h = F.avg_pool2d(skips[hw], 2)
+            hw //= 2
+        return h, skips
+
+
+class _UpBlock(nn.Module):
+    """Generator block at hw: upsample, concatenate the encoder skip when linked, two conv3x3."""
+
+    def __init__(self, cfg: ModelConfig, hw: int) -> None:
+        super().__init__()
+        self.linked = hw <= cfg.unet_max_resolution
+        c_in = num_channels(cfg, hw // 2) * (2 if self.linked else 1)
+        self.conv0 = ConvUnit(cfg, c_in, num_channels(cfg, hw), condition_dim=cfg.condition_dim)
+        self.conv1 = ConvUnit(cfg, num_channels(cfg, hw), num_channels(cfg, hw), condition_dim=cfg.condition_dim)
+
+    def forward(self, h: Tensor, skip: Tensor | None, domain: int, condition: Tensor | None) -> Tensor:
+        h = F.interpolate(h, scale_factor=2, mode="nearest")
+        if self.linked:
+            h = torch.cat([h, skip], dim=1)
+        return self.conv1(self.conv0(h, domain, condition), domain, condition)
+
+
+class Generator(nn.Module):
+    """4x4 latent (+ encoder skips) -> image; the output is linear (no squashing), as in PGGAN."""
+
+    def __init__(self, cfg: ModelConfig, image_channels: int = 3) -> None:
+        super().__init__()
+        _check_config(cfg)
+        self.max_resolution = cfg.resolution
+        self.unet_max_resolution = cfg.unet_max_resolution
+        c4 = num_channels(cfg, 4)
+        self.block4 = nn.ModuleList(
+            [ConvUnit(cfg, c4, c4, condition_dim=cfg.condition_dim) for _ in range(2)]
+        )
+        self.blocks = nn.ModuleDict({str(hw): _UpBlock(cfg, hw) for hw in _resolutions(cfg.resolution)})
+        self.to_rgb = nn.ModuleDict(
+            {str(hw): Conv2d(num_channels(cfg, hw), image_channels, 1, equalized=cfg.equalized_lr, gain=1.0)
+             for hw in [4, *_resolutions(cfg.resolution)]}
+        )
+
+    def forward(self, latent: Tensor, skips: dict[int, Tensor], domain: int, resolution: int,
+                alpha: float = 1.0, condition: Tensor | None = None) -> Tensor:
+        _check_phase(resolution, alpha, self.max_resolution)
+        linked = [hw for hw in _resolutions(resolution) if hw <= self.unet_max_resolution]
+        missing = [hw for hw in linked if hw not in skips]
+        if missing:
+            raise ValueError(f"generator at {resolution} px needs encoder skips at {missing}")
+        h = latent
+        for unit in self.block4:
+            h = unit(h, domain, condition)
+        for hw in _resolutions(resolution // 2):
+            h = self.blocks[str(hw)](h, skips.get(hw), domain, condition)
+        if resolution == 4:
+            return self.to_rgb["4"](h)
+        rgb = self.to_rgb[str(resolution)](self.blocks[str(resolution)](h, skips.get(resolution), domain, condition))
+        if alpha == 1.0:
+            return rgb
+        rgb_prev = F.interpolate(self.to_rgb[str(resolution // 2)](h), scale_factor=2, mode="nearest")
+        return _blend(rgb, rgb_prev, alpha)
+
+
+def minibatch_stddev(x: Tensor, group_size: int) -> Tensor:
+    """Append the mean per-group feature stddev as a channel, so D can see a collapsed batch.
+
+    The group shrinks to the largest divisor of the batch that fits, so odd last batches still work.
+    """
+    n, c, h, w = x.shape
+    g = max(d for d in range(1, min(group_size, n) + 1) if n % d == 0)
+    y = x.float().reshape(g, n // g, c, h, w)
+    std = torch.sqrt(y.var(dim=0, unbiased=False) + 1e-8).mean(dim=(1, 2, 3))
+    std = std.to(x.dtype).reshape(1, n // g, 1, 1, 1).expand(g, -1, 1, h, w).reshape(n, 1, h, w)
+    return torch.cat([x, std], dim=1)
+
+
+class Discriminator(nn.Module):
+    """Per-domain critic: the encoder's layout without normalisation, ending in one logit per image.
+
+    Returns logits of shape (N,).
+    """
+
+    def __init__(self, cfg: ModelConfig, image_channels: int = 3) -> None:
+        super().__init__()
+        _check_config(cfg)
+        self.max_resolution = cfg.resolution
+        self.group_size = cfg.mbstd_group_size
+
+        def conv(c_in: int, c_out: int, kernel: int, padding: int = 0) -> nn.Module:
+            layer = Conv2d(c_in, c_out, kernel, padding, equalized=cfg.equalized_lr)
+            return spectral_norm(layer) if cfg.spectral_norm else layer
+
+        def act_conv(c_in: int, c_out: int, kernel: int, padding: int = 0) -> nn.Sequential:
+            return nn.Sequential(conv(c_in, c_out, kernel, padding), nn.LeakyReLU(0.2))
+
+        self.from_rgb = nn.ModuleDict(
+            {str(hw): act_conv(image_channels, num_channels(cfg, hw), 1) for hw in [4, *_resolutions(cfg.resolution)]}
+        )
+        self.blocks = nn.ModuleDict(
+            {str(hw): nn.Sequential(act_conv(num_channels(cfg, hw), num_channels(cfg, hw), 3, 1),
+                                    act_conv(num_channels(cfg, hw), num_channels(cfg, hw // 2), 3, 1),
+                                    nn.AvgPool2d(2))
+             for hw in _resolutions(cfg.resolution)}
+        )
+        c4 = num_channels(cfg, 4)
+        self.conv4 = act_conv(c4 + 1, c4, 3, 1)
+        self.dense4 = act_conv(c4, c4, 4)
+        out = Linear(c4, 1, equalized=cfg.equalized_lr)
+        self.out = spectral_norm(out) if cfg.spectral_norm else out
+
+    def forward(self, x: Tensor, resolution: int, alpha: float = 1.0) -> Tensor:
+        _check_phase(resolution, alpha, self.max_resolution)
+        h = self.from_rgb[str(resolution)](x)
+        hw = resolution
+        if hw > 4 and alpha < 1.0:
+            h_prev = self.from_rgb[str(hw // 2)](F.avg_pool2d(x, 2))
+            h = _blend(self.blocks[str(hw)](h), h_prev, alpha)
+            hw //= 2
+        while hw > 4:
+            h = self.blocks[str(hw)](h)
+            hw //= 2
+        h = self.dense4(self.conv4(minibatch_stddev(h, self.group_size)))
+        return self.out(h.flatten(1)).squeeze(1)
+
+
+class TwinGAN(nn.Module):
+    """The shared encoder and generator; the two discriminators live apart with their own optimisers.
+
+    A forward touches one domain's norm set and only the active resolutions' blocks, so under
+    DistributedDataParallel wrap with find_unused_parameters=True.
+    """
+
+    def __init__(self, cfg: ModelConfig, image_channels: int = 3) -> None:
+        super().__init__()
+        self.encoder = Encoder(cfg, image_channels)
+        self.generator = Generator(cfg, image_channels)
+
+    def encode(self, x: Tensor, domain: int, resolution: int, alpha: float = 1.0) -> tuple[Tensor, dict[int, Tensor]]:
+        return self.encoder(x, domain, resolution, alpha)
+
+    def forward(self, x: Tensor, src_domain: int, dst_domain: int, resolution: int, alpha: float = 1.0,
+                condition: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Translate x and also return its latent.
+
+        A forward (not only `translate`) because DistributedDataParallel syncs gradients only for
+        calls that go through it; the latent comes back because the semantic loss needs it.
+        """
+        latent, skips = self.encoder(x, src_domain, resolution, alpha)
+        return self.generator(latent, skips, dst_domain, resolution, alpha, condition), latent
+
+    def translate(self, x: Tensor, src_domain: int, dst_domain: int, resolution: int, alpha: float = 1.0,
+                  condition: Tensor | None = None) -> Tensor:
+        return self(x, src_domain, dst_domain, resolution, alpha, condition)[0]

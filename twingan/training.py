@@ -1,0 +1,473 @@
+"""The Twin-GAN training loop: one readable class, no callbacks.
+
+Per step, both domains: encode each real picture with its own domain's norm set, generate it
+back (reconstruction) and across (translation), re-encode the translations (semantic
+consistency, optional cycle), update the shared encoder/generator, then update the two
+discriminators on the same, detached fakes (one generator pass per step, as CycleGAN does).
+Progressive growing is a pure function of images seen (see schedule.py), so a checkpoint only
+has to remember counts, weights, optimizer moments and RNG states to continue exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import logging
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid, save_image
+from tqdm import tqdm
+
+from twingan import distributed, losses
+from twingan.atomic import atomic_path
+from twingan.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from twingan.config import Config, config_to_dict, save_config
+from twingan.data.dataset import DomainDataset, scan_domain
+from twingan.data.loader import LoaderSettings, make_loader
+from twingan.data.transforms import DeviceAugment, loader_transform, to_model_range
+from twingan.errors import UserError
+from twingan.networks import DOMAIN_A, DOMAIN_B, Discriminator, TwinGAN
+from twingan.schedule import Phase, build_phases, phase_at
+
+log = logging.getLogger(__name__)
+DOMAINS = (DOMAIN_A, DOMAIN_B)
+SAMPLES_PER_DOMAIN = 8
+
+
+class TrainingDiverged(UserError):
+    """Non-finite losses that survived skipping and rolling back."""
+
+
+@dataclass
+class TrainResult:
+    """How a call to `Trainer.run` ended."""
+
+    images_seen: int
+    checkpoint: Path | None
+    stopped_by: str | None = None
+    skipped_steps: int = 0
+
+
+@dataclass
+class _Counters:
+    images_seen: int = 0
+    samples_drawn: list[int] = field(default_factory=lambda: [0, 0])
+    skipped_steps: int = 0
+
+
+def pick_device(name: str, info: distributed.DistInfo | None = None) -> torch.device:
+    """auto -> CUDA when present; an explicit cuda on a machine without one is a user error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("runtime.device=cuda but no CUDA GPU is available (use cpu or auto)")
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", info.local_rank if info else 0)
+
+
+def fade_reals(x: Tensor, alpha: float) -> Tensor:
+    """Blend real pictures with their half-resolution version while a new resolution fades in."""
+    if alpha >= 1.0:
+        return x
+    coarse = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="nearest")
+    return alpha * x + (1.0 - alpha) * coarse
+
+
+class Trainer:
+    """Builds everything a run needs from a Config, then `run()` trains until done or stopped."""
+
+    def __init__(self, cfg: Config, run_dir: Path, progress: bool = True):
+        self.cfg = cfg
+        self.progress = progress
+        if cfg.runtime.cpu_threads:
+            torch.set_num_threads(cfg.runtime.cpu_threads)
+        wants_cuda = cfg.runtime.device != "cpu" and torch.cuda.is_available()
+        self.dist = distributed.init_from_env("cuda" if wants_cuda else "cpu")
+        self.device = pick_device(cfg.runtime.device, self.dist)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.run_dir = self._agree_on_run_dir(run_dir)
+        self.phases = build_phases(cfg.train.start_resolution, cfg.model.resolution, cfg.train.phase_images)
+        missing = sorted({p.resolution for p in self.phases} - set(cfg.train.batch_size))
+        if missing:
+            raise UserError(f"train.batch_size has no entry for resolution(s) {missing}")
+        self.total_images = min(self.phases[-1].end, cfg.train.max_images or math.inf)
+
+        self.scans = [scan_domain(cfg.data.domain_a, "A", cfg.data.max_pixels, cfg.data.verify, self._show),
+                      scan_domain(cfg.data.domain_b, "B", cfg.data.max_pixels, cfg.data.verify, self._show)]
+        torch.manual_seed(cfg.train.seed)
+        channels = 1 if cfg.data.grayscale else 3
+        memory_format = torch.channels_last if cfg.runtime.channels_last else torch.preserve_format
+        self.memory_format = memory_format
+        self.net = TwinGAN(cfg.model, channels).to(self.device, memory_format=memory_format)
+        self.discs = nn.ModuleList(Discriminator(cfg.model, channels) for _ in DOMAINS)
+        self.discs.to(self.device, memory_format=memory_format)
+        distributed.broadcast_parameters(self.net, self.dist)
+        distributed.broadcast_parameters(self.discs, self.dist)
+        self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
+        adam = {"lr": cfg.train.lr, "betas": (cfg.train.beta1, cfg.train.beta2), "eps": cfg.train.eps}
+        self.opt_g = torch.optim.Adam(self.net.parameters(), **adam)
+        self.opt_d = torch.optim.Adam(self.discs.parameters(), **adam)
+        fp16 = cfg.runtime.precision == "fp16"
+        self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.runtime.precision)
+        self.augment = DeviceAugment(cfg.data).to(self.device)
+        self.counters = _Counters()
+        torch.manual_seed(cfg.train.seed + 1_000 * self.dist.rank)
+        self._stop_signal: str | None = None
+        self._rollbacks = 0
+
+    # ----------------------------------------------------------------- set-up helpers
+    @property
+    def _show(self) -> bool:
+        return self.progress and self.dist.is_main
+
+    def _agree_on_run_dir(self, run_dir: Path) -> Path:
+        """Every process writes (rank 0) or reads the same folder, even if their clocks differ."""
+        if not self.dist.enabled:
+            return run_dir
+        chosen = [str(run_dir)]
+        torch.distributed.broadcast_object_list(chosen, src=0)
+        return Path(chosen[0])
+
+    def _loaders(self, phase: Phase) -> list:
+        batch = self.cfg.train.batch_size[phase.resolution]
+        settings = LoaderSettings(batch_size=batch, num_workers=self.cfg.runtime.num_workers,
+                                  world_size=self.dist.world_size, rank=self.dist.rank,
+                                  pin_memory=self.device.type == "cuda")
+        iterators = []
+        for domain, scan in zip(DOMAINS, self.scans):
+            transform = loader_transform(self.cfg.data, phase.resolution, train=True)
+            dataset = DomainDataset(scan.paths, transform, self.cfg.data.max_pixels, self.cfg.data.grayscale,
+                                    draft_size=(phase.resolution, phase.resolution))
+            domain_settings = LoaderSettings(**{**settings.__dict__, "seed": self.cfg.train.seed * 2 + domain})
+            iterators.append(iter(make_loader(dataset, domain_settings, start=self.counters.samples_drawn[domain])))
+        return iterators
+
+    def _sample_inputs(self) -> list[Tensor]:
+        """A fixed set of pictures per domain, at full resolution, for every sample grid."""
+        transform = loader_transform(self.cfg.data, self.cfg.model.resolution, train=False)
+        batches = []
+        for scan in self.scans:
+            dataset = DomainDataset(scan.paths[:SAMPLES_PER_DOMAIN], transform, self.cfg.data.max_pixels,
+                                    self.cfg.data.grayscale)
+            batches.append(to_model_range(torch.stack([dataset[i] for i in range(len(dataset))])).to(self.device))
+        return batches
+
+    # ----------------------------------------------------------------- one step
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
+
+    def _generator_pass(self, reals: list[Tensor], res: int, alpha: float) -> tuple[dict[str, Tensor], list, list]:
+        """All generator-side terms, plus the translations and reconstructions for the D step."""
+        enc, gen, w = self.net.encoder, self.net.generator, self.cfg.loss
+        codes = [enc(reals[d], d, res, alpha) for d in DOMAINS]
+        recon = [gen(*codes[d], d, res, alpha) for d in DOMAINS]
+        trans = [gen(*codes[1 - d], d, res, alpha) for d in DOMAINS]
+        recodes = [enc(trans[d], d, res, alpha) for d in DOMAINS]
+        terms = {
+            "reconstruction": sum(F.l1_loss(recon[d], reals[d]) for d in DOMAINS),
+            "semantic": sum(F.l1_loss(recodes[d][0], codes[1 - d][0]) for d in DOMAINS),
+            "translation_gan": sum(losses.generator_loss(self.discs[d](trans[d], res, alpha), w.gan) for d in DOMAINS),
+        }
+        if w.cycle > 0:
+            terms["cycle"] = sum(F.l1_loss(gen(*recodes[d], 1 - d, res, alpha), reals[1 - d]) for d in DOMAINS)
+        if self._reconstruction_gan_on(res):
+            terms["reconstruction_gan"] = sum(
+                losses.generator_loss(self.discs[d](recon[d], res, alpha), w.gan) for d in DOMAINS)
+        return terms, trans, recon
+
+    def _reconstruction_gan_on(self, res: int) -> bool:
+        return self.cfg.loss.reconstruction_gan > 0 and res >= self.cfg.loss.reconstruction_gan_min_resolution
+
+    def _discriminator_terms(self, reals: list[Tensor], trans: list[Tensor], recon: list[Tensor],
+                             res: int, alpha: float) -> dict[str, Tensor]:
+        w = self.cfg.loss
+        terms: dict[str, Tensor] = {"d_translation": 0, "d_reconstruction": 0, "d_penalty": 0}
+        for d in DOMAINS:
+            critic = self.discs[d]
+            real_logits = critic(reals[d], res, alpha)
+            fake_logits = critic(trans[d].detach(), res, alpha)
+            terms["d_translation"] += losses.discriminator_loss(real_logits, fake_logits, w.gan)
+            if self._reconstruction_gan_on(res):
+                terms["d_reconstruction"] += losses.discriminator_loss(
+                    real_logits, critic(recon[d].detach(), res, alpha), w.gan)
+            if w.penalty != "none" and w.penalty_weight > 0:
+                judge = functools.partial(critic, resolution=res, alpha=alpha)
+                terms["d_penalty"] += losses.gradient_penalty(w.penalty, judge, reals[d])
+        return {k: v for k, v in terms.items() if isinstance(v, Tensor)}
+
+    def _update(self, total: Tensor, optimizer: torch.optim.Optimizer, module: nn.Module,
+                scaler: torch.amp.GradScaler) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(total).backward()
+        distributed.average_gradients(module.parameters(), self.dist)
+        scaler.step(optimizer)
+        scaler.update()
+
+    def _finite(self, values: dict[str, float]) -> dict[str, float] | None:
+        """Loss values averaged over processes, or None when any is non-finite (on every rank)."""
+        averaged = distributed.average_scalars(values, self.dist, self.device)
+        return averaged if all(math.isfinite(v) for v in averaged.values()) else None
+
+    def step(self, batch_a: Tensor, batch_b: Tensor, phase: Phase) -> dict[str, float] | None:
+        """One generator and one discriminator update; None when the step was skipped."""
+        res, alpha = phase.resolution, phase.alpha(self.counters.images_seen)
+        w = self.cfg.loss
+        weights = {"reconstruction": w.reconstruction, "semantic": w.semantic, "cycle": w.cycle,
+                   "translation_gan": w.translation_gan, "reconstruction_gan": w.reconstruction_gan}
+        reals = [fade_reals(self.augment(b.to(self.device, non_blocking=True)), alpha)
+                 .contiguous(memory_format=self.memory_format) for b in (batch_a, batch_b)]
+
+        self.discs.requires_grad_(False)
+        with self._autocast():
+            g_terms, trans, recon = self._generator_pass(reals, res, alpha)
+            g_total = sum(weights[k] * v for k, v in g_terms.items())
+        g_values = self._finite({k: float(v.detach()) for k, v in g_terms.items()})
+        self.discs.requires_grad_(True)
+        if g_values is None:
+            return None
+        self._update(g_total, self.opt_g, self.net, self.scaler_g)
+        self._update_ema(batch_a.shape[0] * self.dist.world_size)
+
+        d_weights = {"d_translation": w.translation_gan, "d_reconstruction": w.reconstruction_gan,
+                     "d_penalty": w.penalty_weight}
+        with self._autocast():
+            d_terms = self._discriminator_terms(reals, trans, recon, res, alpha)
+            d_total = sum(d_weights[k] * v for k, v in d_terms.items())
+        d_values = self._finite({k: float(v.detach()) for k, v in d_terms.items()})
+        if d_values is None:
+            return None
+        self._update(d_total, self.opt_d, self.discs, self.scaler_d)
+        return {**g_values, **d_values}
+
+    @torch.no_grad()
+    def _update_ema(self, batch_images: int) -> None:
+        """Weights follow an exponential average with a half-life in images (so the batch size
+        does not change its meaning); batch-norm statistics are copied as they are."""
+        half_life = float(self.cfg.train.ema_half_life)
+        if self.cfg.train.ema_rampup is not None:
+            half_life = min(half_life, self.counters.images_seen * self.cfg.train.ema_rampup)
+        keep = 0.5 ** (batch_images / max(half_life, 1e-8))
+        for averaged, live in zip(self.ema.parameters(), self.net.parameters()):
+            averaged.lerp_(live, 1.0 - keep)
+        for averaged, live in zip(self.ema.buffers(), self.net.buffers()):
+            averaged.copy_(live)
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        rng = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "model": self.cfg.model.name,
+            "image_channels": 1 if self.cfg.data.grayscale else 3,
+            "config": config_to_dict(self.cfg),
+            "images_seen": self.counters.images_seen,
+            "samples_drawn": list(self.counters.samples_drawn),
+            "skipped_steps": self.counters.skipped_steps,
+            "net": self.net.state_dict(), "ema": self.ema.state_dict(), "discs": self.discs.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
+            "rng": rng,
+        }
+
+    def load_state_dict(self, state: dict, source: Path | str) -> None:
+        if state.get("model") != self.cfg.model.name:
+            raise UserError(f"checkpoint {source} holds a {state.get('model')} model, not {self.cfg.model.name}")
+        try:
+            self.net.load_state_dict(state["net"])
+            self.ema.load_state_dict(state["ema"])
+            self.discs.load_state_dict(state["discs"])
+        except (RuntimeError, KeyError) as exc:
+            raise UserError(f"checkpoint {source} does not match the configured model "
+                            f"({str(exc).splitlines()[0][:200]})") from None
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.scaler_g.load_state_dict(state["scaler_g"])
+        self.scaler_d.load_state_dict(state["scaler_d"])
+        self.counters = _Counters(state["images_seen"], list(state["samples_drawn"]), state["skipped_steps"])
+        if self.dist.is_main:
+            torch.set_rng_state(state["rng"]["cpu"])
+            if self.device.type == "cuda" and "cuda" in state["rng"]:
+                torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        else:
+            torch.manual_seed(self.cfg.train.seed + 1_000 * self.dist.rank + self.counters.images_seen)
+
+    def resume(self, checkpoint: Path | None = None) -> Path:
+        """Continue from `checkpoint` or the run folder's newest one."""
+        path = checkpoint or latest_checkpoint(self.run_dir / "checkpoints")
+        if path is None:
+            raise UserError(f"run folder {self.run_dir} holds no checkpoint to resume from")
+        self.load_state_dict(load_checkpoint(path), path)
+        log.info("resumed from %s at %s images", path, f"{self.counters.images_seen:,}")
+        return path
+
+    def save(self) -> Path | None:
+        distributed.average_buffers(self.net, self.dist)
+        distributed.average_buffers(self.ema, self.dist)
+        path = None
+        if self.dist.is_main:
+            path = save_checkpoint(self.state_dict(), self.run_dir / "checkpoints",
+                                   self.counters.images_seen, self.cfg.train.keep_checkpoints)
+        self._rollbacks = 0
+        return path
+
+    def _roll_back(self) -> None:
+        """Non-finite steps kept coming: return to the last checkpoint and take a new random path."""
+        path = latest_checkpoint(self.run_dir / "checkpoints")
+        self._rollbacks += 1
+        if path is None or self._rollbacks > self.cfg.train.nonfinite_patience:
+            where = f"; the last good checkpoint is {path}" if path else " before the first checkpoint"
+            raise TrainingDiverged(f"training diverged: losses stayed non-finite at "
+                                   f"{self.counters.images_seen:,} images{where}. Try a lower train.lr, "
+                                   f"runtime.precision=fp32 or another loss.penalty")
+        skipped = self.counters.skipped_steps
+        self.load_state_dict(load_checkpoint(path), path)
+        self.counters.skipped_steps = skipped
+        torch.manual_seed(self.cfg.train.seed + 7_919 * self._rollbacks + 1_000 * self.dist.rank)
+        log.warning("non-finite losses persisted: rolled back to %s (rollback %d of %d)",
+                    path, self._rollbacks, self.cfg.train.nonfinite_patience)
+
+    # ----------------------------------------------------------------- outputs
+    @torch.no_grad()
+    def sample_grid(self, inputs: list[Tensor], phase: Phase) -> Tensor:
+        """Rows per domain: real, translated, reconstructed, by the EMA networks, in [0, 1]."""
+        res, alpha = phase.resolution, phase.alpha(self.counters.images_seen)
+        rows = []
+        for d in DOMAINS:
+            real = F.interpolate(inputs[d], size=(res, res), mode="area") if res < inputs[d].shape[-1] else inputs[d]
+            latent, skips = self.ema.encoder(real, d, res, alpha)
+            rows += [real, self.ema.generator(latent, skips, 1 - d, res, alpha),
+                     self.ema.generator(latent, skips, d, res, alpha)]
+        shown = max(res, 64)
+        rows = [F.interpolate(r.float(), size=(shown, shown), mode="nearest") for r in rows]
+        grid = make_grid(torch.cat(rows), nrow=inputs[0].shape[0], padding=2, pad_value=1.0)
+        return grid.add(1).div(2).clamp(0, 1).cpu()
+
+    def _write_samples(self, inputs: list[Tensor], phase: Phase, writer: SummaryWriter) -> None:
+        grid = self.sample_grid(inputs, phase)
+        target = self.run_dir / "samples" / f"grid-{self.counters.images_seen:012d}.png"
+        with atomic_path(target) as tmp:
+            save_image(grid, tmp, format="png")
+        writer.add_image("samples/real_translated_reconstructed", grid, self.counters.images_seen)
+
+    # ----------------------------------------------------------------- the loop
+    def _on_signal(self, signum: int, frame) -> None:
+        if self._stop_signal is not None:
+            raise KeyboardInterrupt
+        self._stop_signal = signal.Signals(signum).name
+        log.warning("%s received: finishing this step and saving a checkpoint (again to abort)", self._stop_signal)
+
+    def run(self) -> TrainResult:
+        """Train until the schedule (or max_images / max_minutes) ends or a signal arrives."""
+        cfg, c = self.cfg, self.counters
+        if self.dist.is_main:
+            save_config(cfg, self.run_dir / "config.yaml")
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        writer = SummaryWriter(self.run_dir / "tensorboard") if self.dist.is_main else None
+        sample_inputs = self._sample_inputs() if self.dist.is_main else []
+        bar = tqdm(total=int(self.total_images), initial=c.images_seen, unit="img", unit_scale=True,
+                   disable=not self._show, dynamic_ncols=True)
+        started, window_start, window_images = time.monotonic(), time.monotonic(), 0
+        sums: dict[str, float] = {}
+        steps_in_window, streak, loaders, loader_res, stopped_by, last_ckpt = 0, 0, None, None, None, None
+        next_log, next_sample, next_ckpt = (_next_multiple(c.images_seen, n) for n in
+                                            (cfg.train.log_every, cfg.train.sample_every, cfg.train.checkpoint_every))
+        try:
+            while c.images_seen < self.total_images:
+                phase = phase_at(self.phases, c.images_seen)
+                if phase.resolution != loader_res:
+                    loaders, loader_res = self._loaders(phase), phase.resolution
+                batch_a, batch_b = next(loaders[0]), next(loaders[1])
+                values = self.step(batch_a, batch_b, phase)
+                batch = batch_a.shape[0]
+                for d in DOMAINS:
+                    c.samples_drawn[d] += batch
+                if values is None:
+                    c.skipped_steps += 1
+                    streak += 1
+                    log.warning("non-finite loss at %s images: step skipped (%d in a row)",
+                                f"{c.images_seen:,}", streak)
+                    if writer:
+                        writer.add_scalar("train/skipped_steps", c.skipped_steps, c.images_seen)
+                    if streak >= cfg.train.nonfinite_patience:
+                        self._roll_back()
+                        streak, loader_res = 0, None
+                    continue
+                streak = 0
+                c.images_seen += batch * self.dist.world_size
+                bar.update(batch * self.dist.world_size)
+                window_images += batch * self.dist.world_size
+                steps_in_window += 1
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                alpha = phase.alpha(c.images_seen)
+                bar.set_postfix_str(f"{phase.name} a={alpha:.2f} rec={values['reconstruction']:.3f}", refresh=False)
+
+                if c.images_seen >= next_log:
+                    rate = window_images / max(time.monotonic() - window_start, 1e-9)
+                    self._log(writer, {k: v / steps_in_window for k, v in sums.items()}, phase, alpha, rate)
+                    sums, steps_in_window, window_images, window_start = {}, 0, 0, time.monotonic()
+                    next_log = _next_multiple(c.images_seen, cfg.train.log_every)
+                if writer and c.images_seen >= next_sample:
+                    self._write_samples(sample_inputs, phase, writer)
+                    next_sample = _next_multiple(c.images_seen, cfg.train.sample_every)
+                minutes = (time.monotonic() - started) / 60
+                out_of_time = cfg.train.max_minutes is not None and minutes > cfg.train.max_minutes
+                stop = self._agree_to_stop(out_of_time)
+                if c.images_seen >= next_ckpt or stop:
+                    last_ckpt = self.save()
+                    next_ckpt = _next_multiple(c.images_seen, cfg.train.checkpoint_every)
+                if stop:
+                    stopped_by = self._stop_signal or "max_minutes"
+                    break
+            else:
+                if writer:
+                    self._write_samples(sample_inputs, phase_at(self.phases, c.images_seen - 1), writer)
+                last_ckpt = self.save()
+        finally:
+            bar.close()
+            if writer:
+                writer.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if stopped_by and self.dist.is_main:
+            log.info("stopped by %s at %s images; checkpoint %s (continue with --resume %s)",
+                     stopped_by, f"{c.images_seen:,}", last_ckpt, self.run_dir)
+        return TrainResult(c.images_seen, last_ckpt, stopped_by, c.skipped_steps)
+
+    def _agree_to_stop(self, out_of_time: bool) -> bool:
+        """Stop on every process if any process got a signal or ran out of time."""
+        wanted = 1.0 if (out_of_time or self._stop_signal) else 0.0
+        if self.dist.enabled:
+            wanted = distributed.average_scalars({"stop": wanted}, self.dist, self.device)["stop"]
+        return wanted > 0
+
+    def _log(self, writer: SummaryWriter | None, means: dict[str, float], phase: Phase, alpha: float,
+             rate: float) -> None:
+        if writer is None:
+            return
+        step = self.counters.images_seen
+        for key, value in means.items():
+            writer.add_scalar(f"loss/{key}", value, step)
+        scalars = {"alpha": alpha, "resolution": phase.resolution, "lr": self.opt_g.param_groups[0]["lr"],
+                   "images_per_second": rate * 1.0}
+        for key, value in scalars.items():
+            writer.add_scalar(f"train/{key}", value, step)
+        record = {"images_seen": step, "phase": phase.name, **scalars, **means}
+        with (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def _next_multiple(value: int, every: int) -> int:
+    return (value // every + 1) * every
