@@ -18,7 +18,7 @@ from conftest import write_image_folder
 
 from twingan import training
 from twingan.checkpoint import load_checkpoint
-from twingan.config import load_config
+from twingan.config import PRESET_DIR, load_config
 from twingan.errors import UserError
 from twingan.training import Trainer, TrainingDiverged
 
@@ -146,6 +146,16 @@ def test_missing_batch_size_for_a_resolution_is_refused(tmp_path):
         Trainer(cfg, tmp_path / "run", progress=False)
 
 
+@pytest.mark.parametrize("override, message", [
+    ("model.resolution=100", "power of two"),
+    ("train.start_resolution=16", "start_resolution 16 is above the final resolution 8"),
+    ("model.channel_base=1", "leaves no channels"),
+])
+def test_impossible_model_settings_are_user_errors(tmp_path, override, message):
+    with pytest.raises(UserError, match=message):
+        Trainer(load_config(tiny_preset(tmp_path), [override]), tmp_path / "run", progress=False)
+
+
 def _cli(*args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "twingan", *args], stdout=subprocess.PIPE,
@@ -228,3 +238,14 @@ def test_ema_half_life_is_counted_in_images_with_rampup(tmp_path):
     trainer.counters.images_seen = 20
     trainer._update_ema(batch_images=1)
     torch.testing.assert_close(averaged, start + 0.5 + 0.5 * (1 - 0.5 ** (1 / 1.0)))
+
+
+@pytest.mark.parametrize("preset", sorted(PRESET_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_preset_trains_a_first_batch(tmp_path, preset):
+    write_image_folder(tmp_path / "a", 2, size=16)
+    write_image_folder(tmp_path / "b", 2, size=16, seed=50)
+    cfg = load_config(preset, [f"data.domain_a={tmp_path / 'a'}", f"data.domain_b={tmp_path / 'b'}",
+                               "runtime.device=cpu", "runtime.num_workers=0", "train.max_images=1"])
+    result = Trainer(cfg, tmp_path / "run", progress=False).run()
+    assert result.images_seen == cfg.train.batch_size[cfg.train.start_resolution]
+    assert result.checkpoint is not None and result.checkpoint.exists()

@@ -25,7 +25,8 @@ from twingan.schedule import Phase
 from twingan.training import Trainer
 
 
-def measure(preset: str, resolution: int, steps: int, device: str, overrides: list[str]) -> tuple[float, int, float]:
+def measure(preset: str, resolution: int, steps: int, warmup: int, device: str,
+            overrides: list[str]) -> tuple[float, int, float]:
     with tempfile.TemporaryDirectory() as tmp:
         for domain in ("a", "b"):
             (Path(tmp) / domain).mkdir()
@@ -44,7 +45,7 @@ def measure(preset: str, resolution: int, steps: int, device: str, overrides: li
             if is_cuda:
                 torch.cuda.synchronize()
 
-        for _ in range(2):
+        for _ in range(warmup):
             trainer.step(*batches, phase)
         sync()
         if is_cuda:
@@ -66,14 +67,15 @@ def main() -> None:
     parser.add_argument("--preset", default="twingan_selfie2anime_256")
     parser.add_argument("--resolutions", type=int, nargs="+", default=[64, 128, 256])
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("overrides", nargs="*", help="extra section.key=value overrides")
     args = parser.parse_args()
-    print(f"preset {args.preset}, {args.steps} timed steps after 2 warm-up steps, "
+    print(f"preset {args.preset}, {args.steps} timed steps after {args.warmup} warm-up steps, "
           f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}")
     print(f"{'resolution':>10} {'batch':>6} {'images/s':>9} {'peak MB':>9}")
     for resolution in args.resolutions:
-        rate, batch, peak = measure(args.preset, resolution, args.steps, args.device, args.overrides)
+        rate, batch, peak = measure(args.preset, resolution, args.steps, args.warmup, args.device, args.overrides)
         print(f"{resolution:>10} {batch:>6} {rate:>9.2f} {peak:>9.0f}")
     print("peak MB: CUDA max allocated per resolution, or the process's peak RSS so far on CPU")
 

@@ -101,7 +101,7 @@ def prepare_faces(
     """Write a size x size crop of every face under `src` to `out`, and a JSON report.
 
     Threads, not processes: the cascade detector and Pillow release the GIL, and threads share
-    the parsed cascades (two threads run 1.9x faster than one on 2 cores).
+    the parsed cascades (on 2 cores, 300 selfies took 26.4 s with one thread, 14.4 s with two).
     """
     src, out = Path(src), Path(out)
     report_path = Path(report) if report is not None else out / REPORT_NAME

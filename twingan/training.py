@@ -95,7 +95,10 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.run_dir = self._agree_on_run_dir(run_dir)
-        self.phases = build_phases(cfg.train.start_resolution, cfg.model.resolution, cfg.train.phase_images)
+        try:
+            self.phases = build_phases(cfg.train.start_resolution, cfg.model.resolution, cfg.train.phase_images)
+        except ValueError as exc:
+            raise UserError(f"schedule: {exc} (model.resolution, train.start_resolution)") from None
         missing = sorted({p.resolution for p in self.phases} - set(cfg.train.batch_size))
         if missing:
             raise UserError(f"train.batch_size has no entry for resolution(s) {missing}")
@@ -107,8 +110,11 @@ class Trainer:
         channels = 1 if cfg.data.grayscale else 3
         memory_format = torch.channels_last if cfg.runtime.channels_last else torch.preserve_format
         self.memory_format = memory_format
-        self.net = TwinGAN(cfg.model, channels).to(self.device, memory_format=memory_format)
-        self.discs = nn.ModuleList(Discriminator(cfg.model, channels) for _ in DOMAINS)
+        try:
+            self.net = TwinGAN(cfg.model, channels).to(self.device, memory_format=memory_format)
+            self.discs = nn.ModuleList(Discriminator(cfg.model, channels) for _ in DOMAINS)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
         self.discs.to(self.device, memory_format=memory_format)
         distributed.broadcast_parameters(self.net, self.dist)
         distributed.broadcast_parameters(self.discs, self.dist)
