@@ -40,3 +40,13 @@ def test_user_error_is_one_line_without_traceback():
 def test_installed_console_script_runs():
     result = subprocess.run([sys.executable, "-m", "twingan", "--version"], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and __version__ in result.stdout
+
+
+def test_torchvision_compiled_operators_work():
+    """The install must not pick a torch build that torchvision's C++ operators cannot use."""
+    import torch
+    from torchvision.ops import nms
+
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 11.0, 11.0], [50.0, 50.0, 60.0, 60.0]])
+    keep = nms(boxes, torch.tensor([0.9, 0.8, 0.7]), iou_threshold=0.5)
+    assert keep.tolist() == [0, 2]

@@ -76,6 +76,7 @@ def train_command(preset: str | None, overrides: tuple[str, ...], domain_a: Path
       twingan train --resume runs/twingan_cpu_64-20261123-101500 train.max_minutes=60
       torchrun --nproc_per_node 4 -m twingan train twingan_selfie2anime_256 --a photos/ --b anime/
     """
+    from twingan import distributed
     from twingan.training import Trainer
 
     if preset and "=" in preset:
@@ -97,9 +98,12 @@ def train_command(preset: str | None, overrides: tuple[str, ...], domain_a: Path
             raise UserError(f"run folder {run_dir} already holds checkpoints: continue it with --resume {run_dir} "
                             f"or choose another --run-dir")
     trainer = Trainer(cfg, run_dir, progress=not no_progress)
-    if resume is not None:
-        trainer.resume()
-    result = trainer.run()
+    try:
+        if resume is not None:
+            trainer.resume()
+        result = trainer.run()
+    finally:
+        distributed.shutdown()
     if trainer.dist.is_main:
         stopped = f"; stopped by {result.stopped_by}" if result.stopped_by else ""
         click.echo(f"{result.images_seen:,} images seen; checkpoint: {result.checkpoint}; "

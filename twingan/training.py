@@ -11,6 +11,7 @@ has to remember counts, weights, optimizer moments and RNG states to continue ex
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import logging
@@ -155,7 +156,7 @@ class Trainer:
             transform = loader_transform(self.cfg.data, phase.resolution, train=True)
             dataset = DomainDataset(scan.paths, transform, self.cfg.data.max_pixels, self.cfg.data.grayscale,
                                     draft_size=(phase.resolution, phase.resolution))
-            domain_settings = LoaderSettings(**{**settings.__dict__, "seed": self.cfg.train.seed * 2 + domain})
+            domain_settings = dataclasses.replace(settings, seed=self.cfg.train.seed * 2 + domain)
             iterators.append(iter(make_loader(dataset, domain_settings, start=self.counters.samples_drawn[domain])))
         return iterators
 

@@ -47,11 +47,6 @@ def to_model_range(batch: torch.Tensor) -> torch.Tensor:
     return batch.float().div_(127.5).sub_(1.0)
 
 
-def to_uint8(batch: torch.Tensor) -> torch.Tensor:
-    """float [-1, 1] -> uint8 [0, 255], for writing pictures."""
-    return batch.detach().add(1.0).mul(127.5).round_().clamp_(0, 255).to(torch.uint8)
-
-
 class DeviceAugment(nn.Module):
     """Batch augmentation on the training device: uint8 NCHW in, float [-1, 1] out."""
 
