@@ -151,9 +151,9 @@ class Trainer:
         settings = LoaderSettings(batch_size=batch, num_workers=self.cfg.runtime.num_workers,
                                   world_size=self.dist.world_size, rank=self.dist.rank,
                                   pin_memory=self.device.type == "cuda")
+        transform = loader_transform(self.cfg.data, phase.resolution, train=True)
         iterators = []
         for domain, scan in zip(DOMAINS, self.scans):
-            transform = loader_transform(self.cfg.data, phase.resolution, train=True)
             dataset = DomainDataset(scan.paths, transform, self.cfg.data.max_pixels, self.cfg.data.grayscale,
                                     draft_size=(phase.resolution, phase.resolution))
             domain_settings = dataclasses.replace(settings, seed=self.cfg.train.seed * 2 + domain)
