@@ -5,13 +5,23 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from twingan.config import PRESET_DIR, Config, load_config, save_config
+from twingan.config import MODELS, PRESET_DIR, Config, CycleGANConfig, load_config, save_config
 from twingan.errors import UserError
 
 
 @pytest.mark.parametrize("preset", sorted(PRESET_DIR.glob("*.yaml")), ids=lambda p: p.stem)
-def test_every_shipped_preset_loads(preset):
-    assert isinstance(load_config(preset), Config)
+def test_every_shipped_preset_loads_as_its_model(preset):
+    cfg = load_config(preset)
+    assert isinstance(cfg, MODELS[preset.stem.split("_")[0]]) and cfg.model.name == preset.stem.split("_")[0]
+
+
+def test_model_name_picks_the_config_class_and_refuses_other_models_keys():
+    assert isinstance(load_config(None), Config)
+    assert isinstance(load_config(None, ["model.name=cyclegan"]), CycleGANConfig)
+    with pytest.raises(UserError, match="unknown config key 'model.channel_base' from override"):
+        load_config(None, ["model.name=cyclegan", "model.channel_base=8"])
+    with pytest.raises(UserError, match="unknown model 'stylegan' .*choose twingan, cyclegan"):
+        load_config(None, ["model.name=stylegan"])
 
 
 def test_published_preset_has_the_paper_recipe():

@@ -233,6 +233,17 @@ def test_equalized_lr_storage_is_unit_variance() -> None:
     assert plain.std().item() == pytest.approx(0.02, abs=0.005)
 
 
+def test_he_init_keeps_the_discriminator_signal_alive() -> None:
+    he, original = Discriminator(small_cfg(weight_init="he")), Discriminator(small_cfg())
+    conv = he.blocks["32"][0][0]
+    fan_in = conv.weight[0].numel()
+    assert conv.weight.std().item() == pytest.approx(2**0.5 / fan_in**0.5, rel=0.1)
+    assert conv.scale == 1.0
+    x = images(RES)
+    spread = {name: disc(x, RES).std().item() for name, disc in (("he", he), ("original", original))}
+    assert spread["original"] < 1e-3 < spread["he"]
+
+
 def test_minibatch_stddev_falls_back_to_batch_divisor() -> None:
     x = torch.randn(6, 3, 4, 4)
     out = minibatch_stddev(x, group_size=4)  # 4 does not divide 6: groups of 3

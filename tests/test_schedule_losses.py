@@ -7,7 +7,7 @@ import torch
 
 from twingan import losses
 from twingan.schedule import build_phases, phase_at
-from twingan.training import fade_reals
+from twingan.twingan_recipe import fade_reals
 
 
 def test_phases_grow_with_fade_then_stable():

@@ -1,4 +1,4 @@
-"""Twin-GAN training: it learns, resumes exactly, stops cleanly, survives NaNs, runs on 2 ranks."""
+"""The training loop with Twin-GAN: it learns, resumes exactly, stops cleanly, survives NaNs, runs on 2 ranks."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 import yaml
 from conftest import write_image_folder
 
-from twingan import training
+from twingan import twingan_recipe
 from twingan.checkpoint import load_checkpoint
 from twingan.config import PRESET_DIR, load_config
 from twingan.errors import UserError
@@ -111,7 +111,7 @@ def test_checkpoint_for_another_model_shape_is_refused(tmp_path):
 
 
 def _nan_after(monkeypatch, first_bad_call: int, last_bad_call: float = math.inf) -> None:
-    real = training.losses.generator_loss
+    real = twingan_recipe.losses.generator_loss
     calls = {"n": 0}
 
     def sometimes_nan(logits, kind):
@@ -119,7 +119,7 @@ def _nan_after(monkeypatch, first_bad_call: int, last_bad_call: float = math.inf
         value = real(logits, kind)
         return value * float("nan") if first_bad_call <= calls["n"] <= last_bad_call else value
 
-    monkeypatch.setattr(training.losses, "generator_loss", sometimes_nan)
+    monkeypatch.setattr(twingan_recipe.losses, "generator_loss", sometimes_nan)
 
 
 def test_a_forced_nan_is_skipped_and_recorded(tmp_path, monkeypatch, caplog):
@@ -199,14 +199,14 @@ from twingan.config import load_config
 from twingan.training import Trainer
 
 trainer = Trainer(load_config(sys.argv[1]), Path(sys.argv[2]), progress=False)
-initial = torch.cat([p.detach().flatten().clone() for p in trainer.net.parameters()])
+initial = torch.cat([p.detach().flatten().clone() for p in trainer.recipe.net.parameters()])
 trainer.run()
-flat = torch.cat([t.detach().flatten() for m in (trainer.net, trainer.discs) for t in (*m.parameters(), *m.buffers())
-                  if t.is_floating_point()])
+nets = (trainer.recipe.net, trainer.recipe.discs)
+flat = torch.cat([t.detach().flatten() for m in nets for t in (*m.parameters(), *m.buffers()) if t.is_floating_point()])
 gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
 dist.all_gather(gathered, flat)
 assert all(torch.equal(g, gathered[0]) for g in gathered), "ranks disagree"
-assert not torch.equal(initial, torch.cat([p.detach().flatten() for p in trainer.net.parameters()]))
+assert not torch.equal(initial, torch.cat([p.detach().flatten() for p in trainer.recipe.net.parameters()]))
 print(f"rank {dist.get_rank()} of {dist.get_world_size()} agrees", flush=True)
 dist.destroy_process_group()
 """
@@ -228,15 +228,13 @@ def test_torchrun_two_processes_agree_on_the_weights(tmp_path):
 def test_ema_half_life_is_counted_in_images_with_rampup(tmp_path):
     trainer = Trainer(load_config(tiny_preset(tmp_path), ["train.ema_half_life=100"]), tmp_path / "run",
                       progress=False)
-    live, averaged = next(trainer.net.parameters()), next(trainer.ema.parameters())
+    live, averaged = next(trainer.recipe.net.parameters()), next(trainer.recipe.ema.parameters())
     start = averaged.detach().clone()
     with torch.no_grad():
         live.add_(1.0)
-    trainer.counters.images_seen = 10_000
-    trainer._update_ema(batch_images=100)
+    trainer.recipe.update_ema(batch_images=100, images_seen=10_000)
     torch.testing.assert_close(averaged, start + 0.5)
-    trainer.counters.images_seen = 20
-    trainer._update_ema(batch_images=1)
+    trainer.recipe.update_ema(batch_images=1, images_seen=20)
     torch.testing.assert_close(averaged, start + 0.5 + 0.5 * (1 - 0.5 ** (1 / 1.0)))
 
 
@@ -246,6 +244,18 @@ def test_every_shipped_preset_trains_a_first_batch(tmp_path, preset):
     write_image_folder(tmp_path / "b", 2, size=16, seed=50)
     cfg = load_config(preset, [f"data.domain_a={tmp_path / 'a'}", f"data.domain_b={tmp_path / 'b'}",
                                "runtime.device=cpu", "runtime.num_workers=0", "train.max_images=1"])
-    result = Trainer(cfg, tmp_path / "run", progress=False).run()
-    assert result.images_seen == cfg.train.batch_size[cfg.train.start_resolution]
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    result = trainer.run()
+    assert result.images_seen == trainer.recipe.batch_size(trainer.phases[0])
     assert result.checkpoint is not None and result.checkpoint.exists()
+
+
+def test_domain_switch_parameters_get_their_own_learning_rate(tmp_path):
+    trainer = Trainer(load_config(tiny_preset(tmp_path), ["train.domain_switch_lr_multiplier=50"]),
+                      tmp_path / "run", progress=False)
+    recipe = trainer.recipe
+    rest, switch = recipe.opt_g.param_groups
+    assert switch["lr"] == pytest.approx(50 * rest["lr"])
+    norms = [m for m in recipe.net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert {id(p) for p in switch["params"]} == {id(p) for m in norms for p in (m.weight, m.bias)}
+    assert len(rest["params"]) + len(switch["params"]) == len(list(recipe.net.parameters()))

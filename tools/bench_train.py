@@ -1,12 +1,16 @@
-"""Training-step throughput: images/s and peak memory of full Twin-GAN steps per resolution.
+"""Training-step throughput: images/s and peak memory of full training steps per resolution.
 
-A full step is what training does per batch: device augmentation, the generator pass (encode
-both domains, reconstruct, translate, re-encode), all losses, the generator update, the EMA
-update, then the discriminator pass with its gradient penalty and update. Batches are synthetic
-(random uint8 pictures) so the figure is the model's, not the disk's; see bench_data.py for that.
+A full step is what training does per batch. Twin-GAN: device augmentation, the generator pass
+(encode both domains, reconstruct, translate, re-encode), all losses, the generator update, the
+EMA update, then the discriminator pass with its gradient penalty and update. CycleGAN: both
+generators, both discriminators, all losses (GAN, cycle, identity), the pools and both optimizer
+steps. Batches are synthetic (random uint8 pictures) so the figure is the model's, not the
+disk's; see bench_data.py for that, and bench_cyclegan_reference.py for CycleGAN against the
+public reference loop.
 
     python tools/bench_train.py --preset twingan_cpu_64 --resolutions 64
     python tools/bench_train.py --preset twingan_selfie2anime_256 --resolutions 64 128 256 --device cuda
+    python tools/bench_train.py --preset cyclegan_selfie2anime_256 --resolutions 64 128 256
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ import torch
 from PIL import Image
 
 from twingan.config import load_config
-from twingan.schedule import Phase
 from twingan.training import Trainer
 
 
@@ -31,12 +34,14 @@ def measure(preset: str, resolution: int, steps: int, warmup: int, device: str,
         for domain in ("a", "b"):
             (Path(tmp) / domain).mkdir()
             Image.new("RGB", (resolution, resolution), (120, 90, 60)).save(Path(tmp) / domain / "0.png")
-        cfg = load_config(preset, [f"model.resolution={resolution}", f"train.start_resolution={resolution}",
-                                   f"data.domain_a={tmp}/a", f"data.domain_b={tmp}/b", f"runtime.device={device}",
-                                   *overrides])
+        common = [f"model.resolution={resolution}", f"data.domain_a={tmp}/a", f"data.domain_b={tmp}/b",
+                  f"runtime.device={device}", *overrides]
+        cfg = load_config(preset, common)
+        if cfg.model.name == "twingan":
+            cfg = load_config(preset, [f"train.start_resolution={resolution}", *common])
         trainer = Trainer(cfg, Path(tmp) / "run", progress=False)
-        batch = cfg.train.batch_size[resolution]
-        phase = Phase(resolution, False, 0, cfg.train.phase_images)
+        phase = trainer.phases[-1]
+        batch = trainer.recipe.batch_size(phase)
         shape = (batch, 1 if cfg.data.grayscale else 3, resolution, resolution)
         batches = [torch.randint(0, 256, shape, dtype=torch.uint8) for _ in range(2)]
         is_cuda = trainer.device.type == "cuda"

@@ -16,7 +16,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from twingan import __version__
 from twingan.checkpoint import latest_checkpoint
-from twingan.config import config_to_dict, load_config, resolve_preset
+from twingan.config import MODELS, config_to_dict, load_config, resolve_preset
 from twingan.errors import UserError
 from twingan.prepare import prepare_command
 
@@ -42,16 +42,27 @@ def main(verbose: bool) -> None:
                         format="%(levelname)s: %(message)s" if verbose else "%(message)s")
 
 
+MODEL_OPTION = click.option("--model", type=click.Choice(list(MODELS)),
+                            help="Model to train (sets model.name; default: the preset's, else twingan).")
+
+
+def _model_override(model: str | None) -> list[str]:
+    return [f"model.name={model}"] if model else []
+
+
 @main.command("config")
 @click.argument("preset", required=False)
 @click.argument("overrides", nargs=-1)
-def config_command(preset: str | None, overrides: tuple[str, ...]) -> None:
+@MODEL_OPTION
+def config_command(preset: str | None, overrides: tuple[str, ...], model: str | None) -> None:
     """Print the fully resolved config of PRESET with OVERRIDES (section.key=value) applied.
 
     PRESET is a YAML file or the name of one in configs/; `-` means the built-in defaults
-    (the published recipe). Use it to check a run's settings before starting it.
+    (the published recipe of --model). Use it to check a run's settings before starting it.
     """
-    cfg = load_config(None if preset in (None, "-") else preset, list(overrides))
+    if preset and "=" in preset:
+        preset, overrides = None, (preset, *overrides)
+    cfg = load_config(None if preset in (None, "-") else preset, [*_model_override(model), *overrides])
     click.echo(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), nl=False)
 
 
@@ -65,13 +76,16 @@ def config_command(preset: str | None, overrides: tuple[str, ...]) -> None:
 @click.option("--resume", type=click.Path(path_type=Path),
               help="Continue the run in this folder from its newest checkpoint, with its saved config.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs and CI).")
+@MODEL_OPTION
 def train_command(preset: str | None, overrides: tuple[str, ...], domain_a: Path | None, domain_b: Path | None,
-                  run_dir: Path | None, resume: Path | None, no_progress: bool) -> None:
-    """Train Twin-GAN with PRESET (a configs/ name or YAML file) and section.key=value OVERRIDES.
+                  run_dir: Path | None, resume: Path | None, no_progress: bool, model: str | None) -> None:
+    """Train Twin-GAN or CycleGAN with PRESET (a configs/ name or YAML file) and section.key=value OVERRIDES.
 
     \b
     Examples:
       twingan train twingan_cpu_64 --a photos/ --b anime/
+      twingan train cyclegan_cpu_64 --a photos/ --b anime/
+      twingan train --model cyclegan --a photos/ --b anime/   (the published CycleGAN recipe)
       twingan train twingan_selfie2anime_256 --a photos/ --b anime/ runtime.precision=bf16
       twingan train --resume runs/twingan_cpu_64-20261123-101500 train.max_minutes=60
       torchrun --nproc_per_node 4 -m twingan train twingan_selfie2anime_256 --a photos/ --b anime/
@@ -81,11 +95,12 @@ def train_command(preset: str | None, overrides: tuple[str, ...], domain_a: Path
 
     if preset and "=" in preset:
         preset, overrides = None, (preset, *overrides)
-    extra = [f"data.domain_a={domain_a}"] if domain_a else []
+    extra = _model_override(model)
+    extra += [f"data.domain_a={domain_a}"] if domain_a else []
     extra += [f"data.domain_b={domain_b}"] if domain_b else []
     if resume is not None:
-        if preset is not None:
-            raise UserError("--resume uses the run's saved config.yaml; give overrides only, not a preset")
+        if preset is not None or model is not None:
+            raise UserError("--resume uses the run's saved config.yaml; give overrides only, not a preset or --model")
         if not (resume / "config.yaml").is_file():
             raise UserError(f"{resume} is not a run folder (no config.yaml)")
         cfg = load_config(resume / "config.yaml", [*overrides, *extra])

@@ -72,6 +72,9 @@ class ModelConfig:
     unet_max_resolution: int = 256
     """Highest resolution whose encoder block output is concatenated into the generator."""
     equalized_lr: bool = False
+    weight_init: Literal["original", "he"] = "original"
+    """Without equalized lr: N(0, 0.02) as the original, or He-scaled N(0, gain^2 / fan_in), which keeps
+    activations from shrinking layer by layer in the normalisation-free discriminators."""
     spectral_norm: bool = False
     """Spectral normalisation in the discriminators."""
     bn_momentum: Fraction = 0.01
@@ -103,7 +106,30 @@ def _published_batch_sizes() -> dict[int, int]:
 
 
 @dataclass
-class TrainConfig:
+class LoopConfig:
+    """Bookkeeping every model's training loop shares: seeding, logging, checkpoints, stopping."""
+
+    __pydantic_config__ = _STRICT
+
+    seed: int = 0
+    log_every: Positive = 1_000
+    """Images between scalar logs."""
+    sample_every: Positive = 20_000
+    """Images between sample grids."""
+    checkpoint_every: Positive = 50_000
+    """Images between checkpoints."""
+    keep_checkpoints: Positive = 3
+    max_images: Positive | None = None
+    """Stop after this many images (default: at the end of the schedule)."""
+    max_minutes: Annotated[float, pydantic.Field(gt=0.0)] | None = None
+    """Stop (with a checkpoint) after this much wall-clock time."""
+    nonfinite_patience: Positive = 3
+    """Consecutive non-finite steps before rolling back to the last checkpoint; as many
+    rollbacks without a new checkpoint stop the run."""
+
+
+@dataclass
+class TrainConfig(LoopConfig):
     """Optimiser and progressive-growing schedule; the defaults are the published recipe."""
 
     __pydantic_config__ = _STRICT
@@ -112,6 +138,10 @@ class TrainConfig:
     beta1: Annotated[float, pydantic.Field(ge=0.0, lt=1.0)] = 0.5
     beta2: Annotated[float, pydantic.Field(ge=0.0, lt=1.0)] = 0.99
     eps: float = 1e-8
+    domain_switch_lr_multiplier: Annotated[float, pydantic.Field(gt=0.0)] = 1.0
+    """Learning-rate factor for the per-domain batch-norm scales and shifts. Adam moves every
+    parameter by about lr per step whatever its size; these are O(1) while N(0, 0.02) conv weights
+    are 50 times smaller, so at one shared rate the domain switch learns 50 times slower, relatively."""
     batch_size: dict[int, Positive] = field(default_factory=_published_batch_sizes)
     """Batch size per resolution."""
     start_resolution: int = 4
@@ -122,21 +152,70 @@ class TrainConfig:
     ema_rampup: Annotated[float, pydantic.Field(gt=0.0)] | None = 0.05
     """Cap the half-life at this fraction of the images seen so far (StyleGAN2-ADA's ramp-up),
     so that the average does not drag early phases and freshly grown layers along; null: off."""
-    seed: int = 0
-    log_every: Positive = 1_000
-    """Images between scalar logs."""
-    sample_every: Positive = 20_000
-    """Images between sample grids."""
-    checkpoint_every: Positive = 50_000
-    """Images between checkpoints."""
-    keep_checkpoints: Positive = 3
-    max_images: Positive | None = None
-    """Stop after this many images (default: at the end of the last stable phase)."""
-    max_minutes: Annotated[float, pydantic.Field(gt=0.0)] | None = None
-    """Stop (with a checkpoint) after this much wall-clock time."""
-    nonfinite_patience: Positive = 3
-    """Consecutive non-finite steps before rolling back to the last checkpoint; as many
-    rollbacks without a new checkpoint stop the run."""
+
+
+@dataclass
+class CycleGANModelConfig:
+    """CycleGAN networks (Zhu et al. 2017); the defaults are the public reference's."""
+
+    __pydantic_config__ = _STRICT
+
+    name: Literal["cyclegan"] = "cyclegan"
+    resolution: Positive = 256
+    """Training crop size; the networks are fully convolutional, so inference takes any multiple of 4
+    (ResNet) or of 2^unet_downs (U-Net)."""
+    generator: Literal["resnet", "unet"] = "resnet"
+    resnet_blocks: Positive = 9
+    """Residual blocks of the ResNet generator (6 for 128 px, 9 for 256 px in the reference)."""
+    unet_downs: Positive = 8
+    """Down-samplings of the U-Net generator (8 for 256 px, 7 for 128 px in the reference)."""
+    generator_channels: Positive = 64
+    discriminator_channels: Positive = 64
+    discriminator_layers: Positive = 3
+    """Stride-2 layers of the PatchGAN; 3 gives the 70x70 receptive field."""
+    norm: Literal["instance", "batch"] = "instance"
+    dropout: bool = False
+    """Dropout 0.5 in the generator's residual blocks (ResNet) or inner decoder layers (U-Net)."""
+
+
+@dataclass
+class CycleGANLossConfig:
+    """CycleGAN objective; the defaults are the published recipe."""
+
+    __pydantic_config__ = _STRICT
+
+    gan: Literal["lsgan", "vanilla", "wgangp"] = "lsgan"
+    cycle_a: NonNegative = 10.0
+    """Weight of A -> B -> A cycle L1 (0 removes that direction)."""
+    cycle_b: NonNegative = 10.0
+    """Weight of B -> A -> B cycle L1."""
+    identity: NonNegative = 0.5
+    """Identity L1 weight as a fraction of each direction's cycle weight (0 removes it)."""
+    gp_weight: NonNegative = 10.0
+    """Gradient-penalty weight, used by wgangp only."""
+
+
+@dataclass
+class CycleGANTrainConfig(LoopConfig):
+    """Optimiser and epoch schedule; the defaults are the public reference's."""
+
+    __pydantic_config__ = _STRICT
+
+    lr: Annotated[float, pydantic.Field(gt=0.0)] = 2e-4
+    beta1: Annotated[float, pydantic.Field(ge=0.0, lt=1.0)] = 0.5
+    beta2: Annotated[float, pydantic.Field(ge=0.0, lt=1.0)] = 0.999
+    batch_size: Positive = 1
+    epochs: Annotated[int, pydantic.Field(ge=0)] = 100
+    """Epochs at the initial learning rate."""
+    decay_epochs: Annotated[int, pydantic.Field(ge=0)] = 100
+    """Epochs over which the learning rate then falls linearly towards 0."""
+    epoch_images: Positive | None = None
+    """Images per epoch (default: the larger domain's picture count, as the reference)."""
+    pool_size: Annotated[int, pydantic.Field(ge=0)] = 50
+    """Generated pictures kept for the discriminators (0: always the newest)."""
+    log_every: Positive = 100
+    sample_every: Positive = 5_000
+    checkpoint_every: Positive = 10_000
 
 
 @dataclass
@@ -157,7 +236,7 @@ class RuntimeConfig:
 
 @dataclass
 class Config:
-    """A whole run: one section per concern."""
+    """A whole Twin-GAN run: one section per concern."""
 
     __pydantic_config__ = _STRICT
 
@@ -168,7 +247,23 @@ class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
-_ADAPTER = pydantic.TypeAdapter(Config)
+@dataclass
+class CycleGANConfig:
+    """A whole CycleGAN run: the data and runtime sections are Twin-GAN's, the rest its own."""
+
+    __pydantic_config__ = _STRICT
+
+    data: DataConfig = field(default_factory=lambda: DataConfig(random_crop=256 / 286, brightness=0.0,
+                                                                saturation=0.0))
+    model: CycleGANModelConfig = field(default_factory=CycleGANModelConfig)
+    loss: CycleGANLossConfig = field(default_factory=CycleGANLossConfig)
+    train: CycleGANTrainConfig = field(default_factory=CycleGANTrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+RunConfig = Config | CycleGANConfig
+MODELS: dict[str, type] = {"twingan": Config, "cyclegan": CycleGANConfig}
+"""Config class per `model.name`; the name picks the defaults and the keys a run accepts."""
 
 
 def resolve_preset(name_or_path: str | Path) -> Path:
@@ -184,32 +279,42 @@ def resolve_preset(name_or_path: str | Path) -> Path:
     raise UserError(f"config preset '{name_or_path}' not found (no such file).{hint}")
 
 
-def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Build a Config from defaults, an optional preset file, then `key.sub=value` overrides.
+def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Build a config from defaults, an optional preset file, then `key.sub=value` overrides.
 
-    Values in overrides are parsed as YAML scalars (`train.lr=2e-4`, `data.hflip=false`,
-    `train.batch_size.128=2`). Every refused key or value is reported with its origin.
+    `model.name` (from the preset or an override; default twingan) chooses the config class and so
+    the defaults underneath. Values in overrides are parsed as YAML scalars (`train.lr=2e-4`,
+    `data.hflip=false`, `train.batch_size.128=2`). Every refused key or value is reported with its origin.
     """
-    raw = config_to_dict(Config())
+    user: dict[str, Any] = {}
     origin: dict[str, str] = {}
     if preset is not None:
         path = resolve_preset(preset)
-        _merge(raw, origin, _read_yaml(path), f"preset {path}", prefix="")
+        _merge(user, origin, _read_yaml(path), f"preset {path}", prefix="")
     for item in overrides:
         key, value = _parse_override(item)
-        _merge(raw, origin, _nest(key, value), f"override '{item}'", prefix="")
+        _merge(user, origin, _nest(key, value), f"override '{item}'", prefix="")
+    model = user.get("model")
+    name = model.get("name", "twingan") if isinstance(model, dict) else "twingan"
+    if name not in MODELS:
+        source = next((origin[k] for k in _prefixes("model.name") if k in origin), "defaults")
+        raise UserError(f"config key 'model.name' from {source}: unknown model "
+                        f"{name!r} (choose {', '.join(MODELS)})")
+    cls = MODELS[name]
+    raw = config_to_dict(cls())
+    _merge(raw, {}, user, "", prefix="")
     try:
-        return _ADAPTER.validate_python(raw)
+        return pydantic.TypeAdapter(cls).validate_python(raw)
     except pydantic.ValidationError as exc:
-        raise UserError(_describe(exc, origin)) from None
+        raise UserError(_describe(exc, origin, cls)) from None
 
 
-def config_to_dict(cfg: Config) -> dict[str, Any]:
+def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
     """Plain nested dict (YAML-safe) of a config."""
     return dataclasses.asdict(cfg)
 
 
-def save_config(cfg: Config, path: str | Path) -> None:
+def save_config(cfg: RunConfig, path: str | Path) -> None:
     """Write the fully resolved config (defaults included) so that a run can be reproduced."""
     write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
@@ -255,8 +360,8 @@ def _merge(dst: dict[str, Any], origin: dict[str, str], src: dict[str, Any], sou
         origin[dotted] = source
 
 
-def _known_keys(dotted_parent: str) -> list[str]:
-    node: Any = Config
+def _known_keys(dotted_parent: str, root: type) -> list[str]:
+    node: Any = root
     for part in filter(None, dotted_parent.split(".")):
         hints = typing.get_type_hints(node) if dataclasses.is_dataclass(node) else {}
         if part not in hints:
@@ -265,14 +370,14 @@ def _known_keys(dotted_parent: str) -> list[str]:
     return [f.name for f in dataclasses.fields(node)] if dataclasses.is_dataclass(node) else []
 
 
-def _describe(exc: pydantic.ValidationError, origin: dict[str, str]) -> str:
+def _describe(exc: pydantic.ValidationError, origin: dict[str, str], root: type) -> str:
     lines = []
     for err in exc.errors():
         dotted = ".".join(str(p) for p in err["loc"] if p != "[key]")
         source = next((origin[k] for k in _prefixes(dotted) if k in origin), "defaults")
         if err["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
             parent, _, leaf = dotted.rpartition(".")
-            close = difflib.get_close_matches(leaf, _known_keys(parent), n=1)
+            close = difflib.get_close_matches(leaf, _known_keys(parent, root), n=1)
             hint = f" (did you mean '{parent + '.' if parent else ''}{close[0]}'?)" if close else ""
             lines.append(f"unknown config key '{dotted}' from {source}{hint}")
         else:

@@ -71,3 +71,13 @@ def gradient_penalty(kind: str, critic: Critic, real: torch.Tensor) -> torch.Ten
     if kind == "none":
         return real.new_zeros(())
     raise ValueError(f"unknown gradient penalty {kind!r}")
+
+
+def wgan_gp_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP (Gulrajani et al. 2017): unit gradient norm on random real/fake interpolations.
+
+    Patch critics give a grid of scores; their sum is differentiated, as the public CycleGAN code does.
+    """
+    mix = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+    grad = _input_gradient(critic, torch.lerp(real.detach(), fake.detach(), mix))
+    return (grad.norm(dim=1) - 1).square().mean()

@@ -80,23 +80,32 @@ def pixel_norm(x: Tensor, eps: float = 1e-6) -> Tensor:
     return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + eps).to(x.dtype)
 
 
+def _init_std(equalized: bool, init: str, he: float) -> float:
+    if equalized:
+        return 1.0
+    return {"original": 0.02, "he": he}[init]
+
+
 class Conv2d(nn.Module):
     """Conv with optional equalized learning rate.
 
     Equalized lr stores N(0, 1) weights and applies the He constant at run time, so Adam's
     normalised steps change every layer at the same relative rate regardless of fan-in. Otherwise
-    the weights are N(0, 0.02) as in the original. Spectral norm, when wrapped around `weight`,
+    the weights are stored as they act: N(0, 0.02) as in the original, or He-scaled (N(0, 0.02)
+    shrinks the signal through the normalisation-free discriminators: after five layers of 64
+    channels almost nothing is left to learn from). Spectral norm, when wrapped around `weight`,
     normalises the stored weight and the He constant still multiplies it: the layer's Lipschitz
     bound becomes a fixed constant, which is what spectral norm is there to guarantee.
     """
 
     def __init__(self, c_in: int, c_out: int, kernel: int, padding: int = 0, *, equalized: bool,
-                 gain: float = math.sqrt(2)) -> None:
+                 init: str = "original", gain: float = math.sqrt(2)) -> None:
         super().__init__()
         self.padding = padding
-        self.weight = nn.Parameter(torch.randn(c_out, c_in, kernel, kernel) * (1.0 if equalized else 0.02))
+        he = gain / math.sqrt(c_in * kernel * kernel)
+        self.weight = nn.Parameter(torch.randn(c_out, c_in, kernel, kernel) * _init_std(equalized, init, he))
         self.bias = nn.Parameter(torch.zeros(c_out))
-        self.scale = gain / math.sqrt(c_in * kernel * kernel) if equalized else 1.0
+        self.scale = he if equalized else 1.0
 
     def forward(self, x: Tensor) -> Tensor:
         weight = self.weight * self.scale if self.scale != 1.0 else self.weight
@@ -106,11 +115,12 @@ class Conv2d(nn.Module):
 class Linear(nn.Module):
     """Fully connected counterpart of `Conv2d` (same init and equalized-lr rule)."""
 
-    def __init__(self, c_in: int, c_out: int, *, equalized: bool, gain: float = 1.0) -> None:
+    def __init__(self, c_in: int, c_out: int, *, equalized: bool, init: str = "original", gain: float = 1.0) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(c_out, c_in) * (1.0 if equalized else 0.02))
+        he = gain / math.sqrt(c_in)
+        self.weight = nn.Parameter(torch.randn(c_out, c_in) * _init_std(equalized, init, he))
         self.bias = nn.Parameter(torch.zeros(c_out))
-        self.scale = gain / math.sqrt(c_in) if equalized else 1.0
+        self.scale = he if equalized else 1.0
 
     def forward(self, x: Tensor) -> Tensor:
         weight = self.weight * self.scale if self.scale != 1.0 else self.weight
@@ -161,7 +171,7 @@ class ConvUnit(nn.Module):
 
     def __init__(self, cfg: ModelConfig, c_in: int, c_out: int, kernel: int = 3, condition_dim: int = 0) -> None:
         super().__init__()
-        self.conv = Conv2d(c_in, c_out, kernel, kernel // 2, equalized=cfg.equalized_lr)
+        self.conv = Conv2d(c_in, c_out, kernel, kernel // 2, equalized=cfg.equalized_lr, init=cfg.weight_init)
         self.norm = DomainBatchNorm2d(c_out, momentum=cfg.bn_momentum, condition_dim=condition_dim)
 
     def forward(self, x: Tensor, domain: int, condition: Tensor | None = None) -> Tensor:
@@ -251,7 +261,8 @@ class Generator(nn.Module):
         )
         self.blocks = nn.ModuleDict({str(hw): _UpBlock(cfg, hw) for hw in _resolutions(cfg.resolution)})
         self.to_rgb = nn.ModuleDict(
-            {str(hw): Conv2d(num_channels(cfg, hw), image_channels, 1, equalized=cfg.equalized_lr, gain=1.0)
+            {str(hw): Conv2d(num_channels(cfg, hw), image_channels, 1, equalized=cfg.equalized_lr,
+                             init=cfg.weight_init, gain=1.0)
              for hw in [4, *_resolutions(cfg.resolution)]}
         )
 
@@ -302,7 +313,7 @@ class Discriminator(nn.Module):
         self.group_size = cfg.mbstd_group_size
 
         def conv(c_in: int, c_out: int, kernel: int, padding: int = 0) -> nn.Module:
-            layer = Conv2d(c_in, c_out, kernel, padding, equalized=cfg.equalized_lr)
+            layer = Conv2d(c_in, c_out, kernel, padding, equalized=cfg.equalized_lr, init=cfg.weight_init)
             return spectral_norm(layer) if cfg.spectral_norm else layer
 
         def act_conv(c_in: int, c_out: int, kernel: int, padding: int = 0) -> nn.Sequential:
@@ -320,7 +331,7 @@ class Discriminator(nn.Module):
         c4 = num_channels(cfg, 4)
         self.conv4 = act_conv(c4 + 1, c4, 3, 1)
         self.dense4 = act_conv(c4, c4, 4)
-        out = Linear(c4, 1, equalized=cfg.equalized_lr)
+        out = Linear(c4, 1, equalized=cfg.equalized_lr, init=cfg.weight_init)
         self.out = spectral_norm(out) if cfg.spectral_norm else out
 
     def forward(self, x: Tensor, resolution: int, alpha: float = 1.0) -> Tensor:

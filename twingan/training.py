@@ -1,18 +1,19 @@
-"""The Twin-GAN training loop: one readable class, no callbacks.
+"""The training loop every model shares: one readable class, no callbacks.
 
-Per step, both domains: encode each real picture with its own domain's norm set, generate it
-back (reconstruction) and across (translation), re-encode the translations (semantic
-consistency, optional cycle), update the shared encoder/generator, then update the two
-discriminators on the same, detached fakes (one generator pass per step, as CycleGAN does).
-Progressive growing is a pure function of images seen (see schedule.py), so a checkpoint only
-has to remember counts, weights, optimizer moments and RNG states to continue exactly.
+The loop owns what does not depend on the model: data streams, the progress bar, logging,
+sample grids, checkpoints (atomic, keep-N, exact resume), the non-finite guard with rollback,
+signals and several processes. What a step does is the recipe's (twingan_recipe.py,
+cyclegan_recipe.py): it builds its networks and optimisers from the config and offers
+`phases`, `batch_size(phase)`, `learning_rate(images)`, `step(reals, phase, images)`,
+`progress_note(phase, images, losses)`, `sample_rows(inputs, phase, images)`, `sync_buffers()`
+and `state_dict()`/`load_state_dict()`.
+Schedules are pure functions of images seen, so a checkpoint only has to remember counts,
+weights, optimizer moments and RNG states to continue exactly.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import functools
 import json
 import logging
 import math
@@ -23,25 +24,28 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 from tqdm import tqdm
 
-from twingan import distributed, losses
+from twingan import distributed
 from twingan.atomic import atomic_path
 from twingan.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from twingan.config import Config, config_to_dict, save_config
+from twingan.config import RunConfig, config_to_dict, save_config
+from twingan.cyclegan_recipe import CycleGANRecipe
 from twingan.data.dataset import DomainDataset, scan_domain
 from twingan.data.loader import LoaderSettings, make_loader
 from twingan.data.transforms import DeviceAugment, loader_transform, to_model_range
 from twingan.errors import UserError
-from twingan.networks import DOMAIN_A, DOMAIN_B, Discriminator, TwinGAN
-from twingan.schedule import Phase, build_phases, phase_at
+from twingan.schedule import Phase, phase_at
+from twingan.stepping import StepContext
+from twingan.twingan_recipe import TwinGANRecipe
 
 log = logging.getLogger(__name__)
-DOMAINS = (DOMAIN_A, DOMAIN_B)
+DOMAINS = (0, 1)
 SAMPLES_PER_DOMAIN = 8
+RECIPES = {"twingan": TwinGANRecipe, "cyclegan": CycleGANRecipe}
 
 
 class TrainingDiverged(UserError):
@@ -74,18 +78,10 @@ def pick_device(name: str, info: distributed.DistInfo | None = None) -> torch.de
     return torch.device("cuda", info.local_rank if info else 0)
 
 
-def fade_reals(x: Tensor, alpha: float) -> Tensor:
-    """Blend real pictures with their half-resolution version while a new resolution fades in."""
-    if alpha >= 1.0:
-        return x
-    coarse = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="nearest")
-    return alpha * x + (1.0 - alpha) * coarse
-
-
 class Trainer:
     """Builds everything a run needs from a Config, then `run()` trains until done or stopped."""
 
-    def __init__(self, cfg: Config, run_dir: Path, progress: bool = True):
+    def __init__(self, cfg: RunConfig, run_dir: Path, progress: bool = True):
         self.cfg = cfg
         self.progress = progress
         if cfg.runtime.cpu_threads:
@@ -96,37 +92,15 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.run_dir = self._agree_on_run_dir(run_dir)
-        try:
-            self.phases = build_phases(cfg.train.start_resolution, cfg.model.resolution, cfg.train.phase_images)
-        except ValueError as exc:
-            raise UserError(f"schedule: {exc} (model.resolution, train.start_resolution)") from None
-        missing = sorted({p.resolution for p in self.phases} - set(cfg.train.batch_size))
-        if missing:
-            raise UserError(f"train.batch_size has no entry for resolution(s) {missing}")
-        self.total_images = min(self.phases[-1].end, cfg.train.max_images or math.inf)
-
         self.scans = [scan_domain(cfg.data.domain_a, "A", cfg.data.max_pixels, cfg.data.verify, self._show),
                       scan_domain(cfg.data.domain_b, "B", cfg.data.max_pixels, cfg.data.verify, self._show)]
         torch.manual_seed(cfg.train.seed)
+        self.memory_format = torch.channels_last if cfg.runtime.channels_last else torch.preserve_format
+        ctx = StepContext(self.device, self.dist, cfg.runtime.precision, self.memory_format)
         channels = 1 if cfg.data.grayscale else 3
-        memory_format = torch.channels_last if cfg.runtime.channels_last else torch.preserve_format
-        self.memory_format = memory_format
-        try:
-            self.net = TwinGAN(cfg.model, channels).to(self.device, memory_format=memory_format)
-            self.discs = nn.ModuleList(Discriminator(cfg.model, channels) for _ in DOMAINS)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-        self.discs.to(self.device, memory_format=memory_format)
-        distributed.broadcast_parameters(self.net, self.dist)
-        distributed.broadcast_parameters(self.discs, self.dist)
-        self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
-        adam = {"lr": cfg.train.lr, "betas": (cfg.train.beta1, cfg.train.beta2), "eps": cfg.train.eps}
-        self.opt_g = torch.optim.Adam(self.net.parameters(), **adam)
-        self.opt_d = torch.optim.Adam(self.discs.parameters(), **adam)
-        fp16 = cfg.runtime.precision == "fp16"
-        self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
-        self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
-        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.runtime.precision)
+        self.recipe = RECIPES[cfg.model.name](cfg, ctx, channels, [len(s.paths) for s in self.scans])
+        self.phases = self.recipe.phases
+        self.total_images = min(self.phases[-1].end, cfg.train.max_images or math.inf)
         self.augment = DeviceAugment(cfg.data).to(self.device)
         self.counters = _Counters()
         torch.manual_seed(cfg.train.seed + 1_000 * self.dist.rank)
@@ -147,8 +121,7 @@ class Trainer:
         return Path(chosen[0])
 
     def _loaders(self, phase: Phase) -> list:
-        batch = self.cfg.train.batch_size[phase.resolution]
-        settings = LoaderSettings(batch_size=batch, num_workers=self.cfg.runtime.num_workers,
+        settings = LoaderSettings(batch_size=self.recipe.batch_size(phase), num_workers=self.cfg.runtime.num_workers,
                                   world_size=self.dist.world_size, rank=self.dist.rank,
                                   pin_memory=self.device.type == "cuda")
         transform = loader_transform(self.cfg.data, phase.resolution, train=True)
@@ -171,104 +144,11 @@ class Trainer:
         return batches
 
     # ----------------------------------------------------------------- one step
-    def _autocast(self):
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
-
-    def _generator_pass(self, reals: list[Tensor], res: int, alpha: float) -> tuple[dict[str, Tensor], list, list]:
-        """All generator-side terms, plus the translations and reconstructions for the D step."""
-        enc, gen, w = self.net.encoder, self.net.generator, self.cfg.loss
-        codes = [enc(reals[d], d, res, alpha) for d in DOMAINS]
-        recon = [gen(*codes[d], d, res, alpha) for d in DOMAINS]
-        trans = [gen(*codes[1 - d], d, res, alpha) for d in DOMAINS]
-        recodes = [enc(trans[d], d, res, alpha) for d in DOMAINS]
-        terms = {
-            "reconstruction": sum(F.l1_loss(recon[d], reals[d]) for d in DOMAINS),
-            "semantic": sum(F.l1_loss(recodes[d][0], codes[1 - d][0]) for d in DOMAINS),
-            "translation_gan": sum(losses.generator_loss(self.discs[d](trans[d], res, alpha), w.gan) for d in DOMAINS),
-        }
-        if w.cycle > 0:
-            terms["cycle"] = sum(F.l1_loss(gen(*recodes[d], 1 - d, res, alpha), reals[1 - d]) for d in DOMAINS)
-        if self._reconstruction_gan_on(res):
-            terms["reconstruction_gan"] = sum(
-                losses.generator_loss(self.discs[d](recon[d], res, alpha), w.gan) for d in DOMAINS)
-        return terms, trans, recon
-
-    def _reconstruction_gan_on(self, res: int) -> bool:
-        return self.cfg.loss.reconstruction_gan > 0 and res >= self.cfg.loss.reconstruction_gan_min_resolution
-
-    def _discriminator_terms(self, reals: list[Tensor], trans: list[Tensor], recon: list[Tensor],
-                             res: int, alpha: float) -> dict[str, Tensor]:
-        w = self.cfg.loss
-        terms: dict[str, Tensor] = {"d_translation": 0, "d_reconstruction": 0, "d_penalty": 0}
-        for d in DOMAINS:
-            critic = self.discs[d]
-            real_logits = critic(reals[d], res, alpha)
-            fake_logits = critic(trans[d].detach(), res, alpha)
-            terms["d_translation"] += losses.discriminator_loss(real_logits, fake_logits, w.gan)
-            if self._reconstruction_gan_on(res):
-                terms["d_reconstruction"] += losses.discriminator_loss(
-                    real_logits, critic(recon[d].detach(), res, alpha), w.gan)
-            if w.penalty != "none" and w.penalty_weight > 0:
-                judge = functools.partial(critic, resolution=res, alpha=alpha)
-                terms["d_penalty"] += losses.gradient_penalty(w.penalty, judge, reals[d])
-        return {k: v for k, v in terms.items() if isinstance(v, Tensor)}
-
-    def _update(self, total: Tensor, optimizer: torch.optim.Optimizer, module: nn.Module,
-                scaler: torch.amp.GradScaler) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(total).backward()
-        distributed.average_gradients(module.parameters(), self.dist)
-        scaler.step(optimizer)
-        scaler.update()
-
-    def _finite(self, values: dict[str, float]) -> dict[str, float] | None:
-        """Loss values averaged over processes, or None when any is non-finite (on every rank)."""
-        averaged = distributed.average_scalars(values, self.dist, self.device)
-        return averaged if all(math.isfinite(v) for v in averaged.values()) else None
-
     def step(self, batch_a: Tensor, batch_b: Tensor, phase: Phase) -> dict[str, float] | None:
-        """One generator and one discriminator update; None when the step was skipped."""
-        res, alpha = phase.resolution, phase.alpha(self.counters.images_seen)
-        w = self.cfg.loss
-        weights = {"reconstruction": w.reconstruction, "semantic": w.semantic, "cycle": w.cycle,
-                   "translation_gan": w.translation_gan, "reconstruction_gan": w.reconstruction_gan}
-        reals = [fade_reals(self.augment(b.to(self.device, non_blocking=True)), alpha)
-                 .contiguous(memory_format=self.memory_format) for b in (batch_a, batch_b)]
-
-        self.discs.requires_grad_(False)
-        with self._autocast():
-            g_terms, trans, recon = self._generator_pass(reals, res, alpha)
-            g_total = sum(weights[k] * v for k, v in g_terms.items())
-        g_values = self._finite({k: float(v.detach()) for k, v in g_terms.items()})
-        self.discs.requires_grad_(True)
-        if g_values is None:
-            return None
-        self._update(g_total, self.opt_g, self.net, self.scaler_g)
-        self._update_ema(batch_a.shape[0] * self.dist.world_size)
-
-        d_weights = {"d_translation": w.translation_gan, "d_reconstruction": w.reconstruction_gan,
-                     "d_penalty": w.penalty_weight}
-        with self._autocast():
-            d_terms = self._discriminator_terms(reals, trans, recon, res, alpha)
-            d_total = sum(d_weights[k] * v for k, v in d_terms.items())
-        d_values = self._finite({k: float(v.detach()) for k, v in d_terms.items()})
-        if d_values is None:
-            return None
-        self._update(d_total, self.opt_d, self.discs, self.scaler_d)
-        return {**g_values, **d_values}
-
-    @torch.no_grad()
-    def _update_ema(self, batch_images: int) -> None:
-        """Weights follow an exponential average with a half-life in images (so the batch size
-        does not change its meaning); batch-norm statistics are copied as they are."""
-        half_life = float(self.cfg.train.ema_half_life)
-        if self.cfg.train.ema_rampup is not None:
-            half_life = min(half_life, self.counters.images_seen * self.cfg.train.ema_rampup)
-        keep = 0.5 ** (batch_images / max(half_life, 1e-8))
-        for averaged, live in zip(self.ema.parameters(), self.net.parameters()):
-            averaged.lerp_(live, 1.0 - keep)
-        for averaged, live in zip(self.ema.buffers(), self.net.buffers()):
-            averaged.copy_(live)
+        """Augment both uint8 batches on the device and let the recipe update; None when skipped."""
+        reals = [self.augment(b.to(self.device, non_blocking=True)).contiguous(memory_format=self.memory_format)
+                 for b in (batch_a, batch_b)]
+        return self.recipe.step(reals, phase, self.counters.images_seen)
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict:
@@ -282,26 +162,18 @@ class Trainer:
             "images_seen": self.counters.images_seen,
             "samples_drawn": list(self.counters.samples_drawn),
             "skipped_steps": self.counters.skipped_steps,
-            "net": self.net.state_dict(), "ema": self.ema.state_dict(), "discs": self.discs.state_dict(),
-            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-            "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
             "rng": rng,
+            **self.recipe.state_dict(),
         }
 
     def load_state_dict(self, state: dict, source: Path | str) -> None:
         if state.get("model") != self.cfg.model.name:
             raise UserError(f"checkpoint {source} holds a {state.get('model')} model, not {self.cfg.model.name}")
         try:
-            self.net.load_state_dict(state["net"])
-            self.ema.load_state_dict(state["ema"])
-            self.discs.load_state_dict(state["discs"])
-        except (RuntimeError, KeyError) as exc:
+            self.recipe.load_state_dict(state)
+        except (RuntimeError, KeyError, ValueError) as exc:
             raise UserError(f"checkpoint {source} does not match the configured model "
                             f"({str(exc).splitlines()[0][:200]})") from None
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.scaler_g.load_state_dict(state["scaler_g"])
-        self.scaler_d.load_state_dict(state["scaler_d"])
         self.counters = _Counters(state["images_seen"], list(state["samples_drawn"]), state["skipped_steps"])
         if self.dist.is_main:
             torch.set_rng_state(state["rng"]["cpu"])
@@ -320,8 +192,7 @@ class Trainer:
         return path
 
     def save(self) -> Path | None:
-        distributed.average_buffers(self.net, self.dist)
-        distributed.average_buffers(self.ema, self.dist)
+        self.recipe.sync_buffers()
         path = None
         if self.dist.is_main:
             path = save_checkpoint(self.state_dict(), self.run_dir / "checkpoints",
@@ -348,15 +219,9 @@ class Trainer:
     # ----------------------------------------------------------------- outputs
     @torch.no_grad()
     def sample_grid(self, inputs: list[Tensor], phase: Phase) -> Tensor:
-        """Rows per domain: real, translated, reconstructed, by the EMA networks, in [0, 1]."""
-        res, alpha = phase.resolution, phase.alpha(self.counters.images_seen)
-        rows = []
-        for d in DOMAINS:
-            real = F.interpolate(inputs[d], size=(res, res), mode="area") if res < inputs[d].shape[-1] else inputs[d]
-            latent, skips = self.ema.encoder(real, d, res, alpha)
-            rows += [real, self.ema.generator(latent, skips, 1 - d, res, alpha),
-                     self.ema.generator(latent, skips, d, res, alpha)]
-        shown = max(res, 64)
+        """Rows per domain: real, translated, reconstructed (the recipe's inference networks), in [0, 1]."""
+        rows = self.recipe.sample_rows(inputs, phase, self.counters.images_seen)
+        shown = max(phase.resolution, 64)
         rows = [F.interpolate(r.float(), size=(shown, shown), mode="nearest") for r in rows]
         grid = make_grid(torch.cat(rows), nrow=inputs[0].shape[0], padding=2, pad_value=1.0)
         return grid.add(1).div(2).clamp(0, 1).cpu()
@@ -419,7 +284,7 @@ class Trainer:
                 for k, v in values.items():
                     sums[k] = sums.get(k, 0.0) + v
                 alpha = phase.alpha(c.images_seen)
-                bar.set_postfix_str(f"{phase.name} a={alpha:.2f} rec={values['reconstruction']:.3f}", refresh=False)
+                bar.set_postfix_str(self.recipe.progress_note(phase, c.images_seen, values), refresh=False)
 
                 if c.images_seen >= next_log:
                     rate = window_images / max(time.monotonic() - window_start, 1e-9)
@@ -467,7 +332,7 @@ class Trainer:
         step = self.counters.images_seen
         for key, value in means.items():
             writer.add_scalar(f"loss/{key}", value, step)
-        scalars = {"alpha": alpha, "resolution": phase.resolution, "lr": self.opt_g.param_groups[0]["lr"],
+        scalars = {"alpha": alpha, "resolution": phase.resolution, "lr": self.recipe.learning_rate(step),
                    "images_per_second": rate * 1.0}
         for key, value in scalars.items():
             writer.add_scalar(f"train/{key}", value, step)

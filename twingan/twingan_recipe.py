@@ -1,0 +1,199 @@
+"""Twin-GAN's part of a training step: networks, losses, optimisers, EMA, progressive schedule.
+
+Per step, both domains: encode each real picture with its own domain's norm set, generate it
+back (reconstruction) and across (translation), re-encode the translations (semantic
+consistency, optional cycle), update the shared encoder/generator, then update the two
+discriminators on the same, detached fakes (one generator pass per step, as CycleGAN does).
+Progressive growing is a pure function of images seen (see schedule.py), so a checkpoint only
+has to remember counts, weights and optimizer moments to continue exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from twingan import distributed, losses
+from twingan.config import Config
+from twingan.errors import UserError
+from twingan.networks import DOMAIN_A, DOMAIN_B, Discriminator, DomainBatchNorm2d, TwinGAN
+from twingan.schedule import Phase, build_phases
+from twingan.stepping import StepContext, detached_values
+
+DOMAINS = (DOMAIN_A, DOMAIN_B)
+
+
+def fade_reals(x: Tensor, alpha: float) -> Tensor:
+    """Blend real pictures with their half-resolution version while a new resolution fades in."""
+    if alpha >= 1.0:
+        return x
+    coarse = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="nearest")
+    return alpha * x + (1.0 - alpha) * coarse
+
+
+def domain_switch_parameters(net: nn.Module) -> list[nn.Parameter]:
+    """The per-domain batch-norm scales and shifts: the only parameters that tell the domains apart."""
+    return [p for m in net.modules() if isinstance(m, DomainBatchNorm2d) for p in m.norms.parameters()]
+
+
+class TwinGANRecipe:
+    """Everything model-specific the generic training loop asks of Twin-GAN.
+
+    `domain_sizes` is part of every recipe's signature; Twin-GAN's schedule counts images, not
+    epochs, so it does not need them.
+    """
+
+    def __init__(self, cfg: Config, ctx: StepContext, image_channels: int, domain_sizes: list[int]) -> None:
+        self.cfg, self.ctx = cfg, ctx
+        try:
+            self.phases = build_phases(cfg.train.start_resolution, cfg.model.resolution, cfg.train.phase_images)
+        except ValueError as exc:
+            raise UserError(f"schedule: {exc} (model.resolution, train.start_resolution)") from None
+        missing = sorted({p.resolution for p in self.phases} - set(cfg.train.batch_size))
+        if missing:
+            raise UserError(f"train.batch_size has no entry for resolution(s) {missing}")
+        try:
+            self.net = TwinGAN(cfg.model, image_channels).to(ctx.device, memory_format=ctx.memory_format)
+            self.discs = nn.ModuleList(Discriminator(cfg.model, image_channels) for _ in DOMAINS)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        self.discs.to(ctx.device, memory_format=ctx.memory_format)
+        distributed.broadcast_parameters(self.net, ctx.dist)
+        distributed.broadcast_parameters(self.discs, ctx.dist)
+        self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
+        adam = {"lr": cfg.train.lr, "betas": (cfg.train.beta1, cfg.train.beta2), "eps": cfg.train.eps}
+        switch = domain_switch_parameters(self.net)
+        rest = [p for p in self.net.parameters() if all(p is not q for q in switch)]
+        self.opt_g = torch.optim.Adam([{"params": rest},
+                                       {"params": switch, "lr": cfg.train.lr * cfg.train.domain_switch_lr_multiplier}],
+                                      **adam)
+        self.opt_d = torch.optim.Adam(self.discs.parameters(), **adam)
+        self.scaler_g, self.scaler_d = ctx.grad_scaler(), ctx.grad_scaler()
+
+    def batch_size(self, phase: Phase) -> int:
+        return self.cfg.train.batch_size[phase.resolution]
+
+    def learning_rate(self, images_seen: int) -> float:
+        return self.cfg.train.lr
+
+    # ----------------------------------------------------------------- one step
+    def _generator_pass(self, reals: list[Tensor], res: int, alpha: float) -> tuple[dict[str, Tensor], list, list]:
+        """All generator-side terms, plus the translations and reconstructions for the D step."""
+        enc, gen, w = self.net.encoder, self.net.generator, self.cfg.loss
+        codes = [enc(reals[d], d, res, alpha) for d in DOMAINS]
+        recon = [gen(*codes[d], d, res, alpha) for d in DOMAINS]
+        trans = [gen(*codes[1 - d], d, res, alpha) for d in DOMAINS]
+        recodes = [enc(trans[d], d, res, alpha) for d in DOMAINS]
+        terms = {
+            "reconstruction": sum(F.l1_loss(recon[d], reals[d]) for d in DOMAINS),
+            "semantic": sum(F.l1_loss(recodes[d][0], codes[1 - d][0]) for d in DOMAINS),
+            "translation_gan": sum(losses.generator_loss(self.discs[d](trans[d], res, alpha), w.gan) for d in DOMAINS),
+        }
+        if w.cycle > 0:
+            terms["cycle"] = sum(F.l1_loss(gen(*recodes[d], 1 - d, res, alpha), reals[1 - d]) for d in DOMAINS)
+        if self._reconstruction_gan_on(res):
+            terms["reconstruction_gan"] = sum(
+                losses.generator_loss(self.discs[d](recon[d], res, alpha), w.gan) for d in DOMAINS)
+        return terms, trans, recon
+
+    def _reconstruction_gan_on(self, res: int) -> bool:
+        return self.cfg.loss.reconstruction_gan > 0 and res >= self.cfg.loss.reconstruction_gan_min_resolution
+
+    def _discriminator_terms(self, reals: list[Tensor], trans: list[Tensor], recon: list[Tensor],
+                             res: int, alpha: float) -> dict[str, Tensor]:
+        w = self.cfg.loss
+        terms: dict[str, Tensor] = {"d_translation": 0, "d_reconstruction": 0, "d_penalty": 0}
+        for d in DOMAINS:
+            critic = self.discs[d]
+            real_logits = critic(reals[d], res, alpha)
+            fake_logits = critic(trans[d].detach(), res, alpha)
+            terms["d_translation"] += losses.discriminator_loss(real_logits, fake_logits, w.gan)
+            if self._reconstruction_gan_on(res):
+                terms["d_reconstruction"] += losses.discriminator_loss(
+                    real_logits, critic(recon[d].detach(), res, alpha), w.gan)
+            if w.penalty != "none" and w.penalty_weight > 0:
+                judge = functools.partial(critic, resolution=res, alpha=alpha)
+                terms["d_penalty"] += losses.gradient_penalty(w.penalty, judge, reals[d])
+        return {k: v for k, v in terms.items() if isinstance(v, Tensor)}
+
+    def step(self, reals: list[Tensor], phase: Phase, images_seen: int) -> dict[str, float] | None:
+        """One generator and one discriminator update on [-1, 1] batches; None when skipped."""
+        ctx, w = self.ctx, self.cfg.loss
+        res, alpha = phase.resolution, phase.alpha(images_seen)
+        weights = {"reconstruction": w.reconstruction, "semantic": w.semantic, "cycle": w.cycle,
+                   "translation_gan": w.translation_gan, "reconstruction_gan": w.reconstruction_gan}
+        reals = [fade_reals(x, alpha) for x in reals]
+
+        self.discs.requires_grad_(False)
+        with ctx.autocast():
+            g_terms, trans, recon = self._generator_pass(reals, res, alpha)
+            g_total = sum(weights[k] * v for k, v in g_terms.items())
+        g_values = ctx.finite(detached_values(g_terms))
+        self.discs.requires_grad_(True)
+        if g_values is None:
+            return None
+        ctx.update(g_total, self.opt_g, self.net, self.scaler_g)
+        self.update_ema(reals[0].shape[0] * ctx.dist.world_size, images_seen)
+
+        d_weights = {"d_translation": w.translation_gan, "d_reconstruction": w.reconstruction_gan,
+                     "d_penalty": w.penalty_weight}
+        with ctx.autocast():
+            d_terms = self._discriminator_terms(reals, trans, recon, res, alpha)
+            d_total = sum(d_weights[k] * v for k, v in d_terms.items())
+        d_values = ctx.finite(detached_values(d_terms))
+        if d_values is None:
+            return None
+        ctx.update(d_total, self.opt_d, self.discs, self.scaler_d)
+        return {**g_values, **d_values}
+
+    @torch.no_grad()
+    def update_ema(self, batch_images: int, images_seen: int) -> None:
+        """Weights follow an exponential average with a half-life in images (so the batch size
+        does not change its meaning); batch-norm statistics are copied as they are."""
+        half_life = float(self.cfg.train.ema_half_life)
+        if self.cfg.train.ema_rampup is not None:
+            half_life = min(half_life, images_seen * self.cfg.train.ema_rampup)
+        keep = 0.5 ** (batch_images / max(half_life, 1e-8))
+        for averaged, live in zip(self.ema.parameters(), self.net.parameters()):
+            averaged.lerp_(live, 1.0 - keep)
+        for averaged, live in zip(self.ema.buffers(), self.net.buffers()):
+            averaged.copy_(live)
+
+    # ----------------------------------------------------------------- outputs and state
+    def progress_note(self, phase: Phase, images_seen: int, values: dict[str, float]) -> str:
+        return f"{phase.name} a={phase.alpha(images_seen):.2f} rec={values['reconstruction']:.3f}"
+
+    @torch.no_grad()
+    def sample_rows(self, inputs: list[Tensor], phase: Phase, images_seen: int) -> list[Tensor]:
+        """Per domain: real, translated, reconstructed, by the EMA networks, at the phase's size."""
+        res, alpha = phase.resolution, phase.alpha(images_seen)
+        rows = []
+        for d in DOMAINS:
+            real = F.interpolate(inputs[d], size=(res, res), mode="area") if res < inputs[d].shape[-1] else inputs[d]
+            latent, skips = self.ema.encoder(real, d, res, alpha)
+            rows += [real, self.ema.generator(latent, skips, 1 - d, res, alpha),
+                     self.ema.generator(latent, skips, d, res, alpha)]
+        return rows
+
+    def sync_buffers(self) -> None:
+        distributed.average_buffers(self.net, self.ctx.dist)
+        distributed.average_buffers(self.ema, self.ctx.dist)
+
+    def state_dict(self) -> dict:
+        return {"net": self.net.state_dict(), "ema": self.ema.state_dict(), "discs": self.discs.state_dict(),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Raises KeyError/RuntimeError when the state is not this configuration's."""
+        self.net.load_state_dict(state["net"])
+        self.ema.load_state_dict(state["ema"])
+        self.discs.load_state_dict(state["discs"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.scaler_g.load_state_dict(state["scaler_g"])
+        self.scaler_d.load_state_dict(state["scaler_d"])
