@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from click.testing import CliRunner
 from conftest import write_image_folder
 
 from twingan.checkpoint import load_checkpoint
+from twingan import cyclegan_recipe
 from twingan.cli import main
 from twingan.config import PRESET_DIR, CycleGANModelConfig, load_config
 from twingan.cyclegan_networks import (PatchDiscriminator, ResnetGenerator, UnetGenerator, build_discriminator,
@@ -251,6 +255,51 @@ def test_resume_in_the_decay_phase_gives_the_same_losses_and_lr(tmp_path):
         for key in ("gan_ab", "cycle_a", "identity_b", "d_a", "d_b", "lr"):
             assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
     assert resumed.recipe.opt_g.param_groups[0]["lr"] == pytest.approx(2e-4 / 3)
+
+
+def test_a_forced_nan_is_skipped(tmp_path, monkeypatch):
+    real, calls = cyclegan_recipe.gan_loss, {"n": 0}
+
+    def nan_once(prediction, target_is_real, kind):
+        calls["n"] += 1
+        value = real(prediction, target_is_real, kind)
+        return value * float("nan") if calls["n"] == 5 else value
+
+    monkeypatch.setattr(cyclegan_recipe, "gan_loss", nan_once)
+    result = _trainer(tmp_path).run()
+    assert result.skipped_steps == 1 and result.images_seen == 24
+
+
+RANK_SCRIPT = """
+import sys
+from pathlib import Path
+import torch
+import torch.distributed as dist
+from twingan.config import load_config
+from twingan.training import Trainer
+
+trainer = Trainer(load_config(sys.argv[1]), Path(sys.argv[2]), progress=False)
+trainer.run()
+nets = (trainer.recipe.gens, trainer.recipe.discs)
+flat = torch.cat([t.detach().flatten() for m in nets for t in (*m.parameters(), *m.buffers()) if t.is_floating_point()])
+gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
+dist.all_gather(gathered, flat)
+assert all(torch.equal(g, gathered[0]) for g in gathered), "ranks disagree"
+print(f"rank {dist.get_rank()} agrees", flush=True)
+dist.destroy_process_group()
+"""
+
+
+def test_torchrun_two_processes_agree_on_the_weights(tmp_path):
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_SCRIPT)
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(script), str(tiny_preset(tmp_path, train={"batch_size": 1, "decay_epochs": 0})), str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rank 0 agrees" in result.stdout and "rank 1 agrees" in result.stdout
+    assert load_checkpoint(tmp_path / "run")["images_seen"] == 8
 
 
 def test_grayscale_training_runs_on_one_channel(tmp_path):

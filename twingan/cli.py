@@ -18,7 +18,9 @@ from twingan import __version__
 from twingan.checkpoint import latest_checkpoint
 from twingan.config import MODELS, config_to_dict, load_config, resolve_preset
 from twingan.errors import UserError
+from twingan.export import export_command
 from twingan.prepare import prepare_command
+from twingan.translate_files import translate_command
 
 
 class _Group(click.Group):
@@ -126,3 +128,5 @@ def train_command(preset: str | None, overrides: tuple[str, ...], domain_a: Path
 
 
 main.add_command(prepare_command)
+main.add_command(translate_command)
+main.add_command(export_command)

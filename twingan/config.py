@@ -309,6 +309,19 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[s
         raise UserError(_describe(exc, origin, cls)) from None
 
 
+def config_from_dict(raw: dict[str, Any], source: str) -> RunConfig:
+    """A config saved inside a checkpoint, validated like any other; `source` names it in errors."""
+    model = raw.get("model") if isinstance(raw, dict) else None
+    name = model.get("name", "twingan") if isinstance(model, dict) else None
+    if name not in MODELS:
+        raise UserError(f"{source} holds no usable config (model {name!r})")
+    try:
+        return pydantic.TypeAdapter(MODELS[name]).validate_python(raw)
+    except pydantic.ValidationError as exc:
+        raise UserError(f"{source} holds a config this TwinGAN cannot read: "
+                        f"{_describe(exc, {}, MODELS[name])}") from None
+
+
 def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
     """Plain nested dict (YAML-safe) of a config."""
     return dataclasses.asdict(cfg)

@@ -39,7 +39,7 @@ from twingan.data.loader import LoaderSettings, make_loader
 from twingan.data.transforms import DeviceAugment, loader_transform, to_model_range
 from twingan.errors import UserError
 from twingan.schedule import Phase, phase_at
-from twingan.stepping import StepContext
+from twingan.stepping import StepContext, pick_device
 from twingan.twingan_recipe import TwinGANRecipe
 
 log = logging.getLogger(__name__)
@@ -67,15 +67,6 @@ class _Counters:
     images_seen: int = 0
     samples_drawn: list[int] = field(default_factory=lambda: [0, 0])
     skipped_steps: int = 0
-
-
-def pick_device(name: str, info: distributed.DistInfo | None = None) -> torch.device:
-    """auto -> CUDA when present; an explicit cuda on a machine without one is a user error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("runtime.device=cuda but no CUDA GPU is available (use cpu or auto)")
-    if name == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", info.local_rank if info else 0)
 
 
 class Trainer:
@@ -302,6 +293,8 @@ class Trainer:
                     next_ckpt = _next_multiple(c.images_seen, cfg.train.checkpoint_every)
                 if stop:
                     stopped_by = self._stop_signal or "max_minutes"
+                    if writer and c.images_seen != next_sample - cfg.train.sample_every:
+                        self._write_samples(sample_inputs, phase, writer)
                     break
             else:
                 if writer:

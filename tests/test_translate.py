@@ -1,0 +1,172 @@
+"""`twingan translate` and the Translator API: files, folders, globs, grids, faces, both models, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from click.testing import CliRunner
+from conftest import gradient_image, write_image_folder
+from PIL import Image
+
+from twingan.cli import main
+from twingan.config import load_config
+from twingan.errors import UserError
+from twingan.training import Trainer
+from twingan.translate_files import feather_mask
+from twingan.translator import Translator
+
+import test_cyclegan
+import test_training
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """One tiny trained run per model: Twin-GAN at 8 px, CycleGAN at 16 px."""
+    runs = {}
+    for name, module in (("twingan", test_training), ("cyclegan", test_cyclegan)):
+        tmp = tmp_path_factory.mktemp(name)
+        Trainer(load_config(module.tiny_preset(tmp)), tmp / "run", progress=False).run()
+        runs[name] = tmp / "run"
+    return runs
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, ["translate", *args])
+
+
+def pictures(folder: Path, n: int = 3, size: int = 40) -> list[Path]:
+    return write_image_folder(folder, n, size=size)
+
+
+@pytest.mark.parametrize("model", ["twingan", "cyclegan"])
+@pytest.mark.parametrize("direction", ["a2b", "b2a"])
+def test_one_file_becomes_one_picture_of_the_trained_size(tmp_path, checkpoints, model, direction):
+    source = pictures(tmp_path / "in", 1)[0]
+    result = invoke(str(source), "-c", str(checkpoints[model]), "-o", str(tmp_path / "out.png"),
+                    "--direction", direction)
+    assert result.exit_code == 0, result.output
+    size = Translator.from_checkpoint(checkpoints[model]).resolution
+    assert Image.open(tmp_path / "out.png").size == (size, size)
+    assert "translated 1 of 1 picture" in result.output
+
+
+def test_folder_keeps_names_and_subfolders_and_is_deterministic(tmp_path, checkpoints):
+    pictures(tmp_path / "in")
+    pictures(tmp_path / "in" / "sub", 2)
+    for out in ("out1", "out2"):
+        result = invoke(str(tmp_path / "in"), "-c", str(checkpoints["twingan"]), "-o", str(tmp_path / out),
+                        "--batch-size", "2", "--no-progress")
+        assert result.exit_code == 0, result.output
+    names = sorted(p.relative_to(tmp_path / "out1").as_posix() for p in (tmp_path / "out1").rglob("*.*"))
+    assert names == sorted(p.relative_to(tmp_path / "in").as_posix() for p in (tmp_path / "in").rglob("*.*"))
+    for name in names:
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "out1" / name)),
+                              np.asarray(Image.open(tmp_path / "out2" / name)))
+
+
+def test_glob_grid_and_cycle(tmp_path, checkpoints):
+    pictures(tmp_path / "in", 3)
+    pattern = str(tmp_path / "in" / "*.png")
+    assert invoke(pattern, "-c", str(checkpoints["cyclegan"]), "-o", str(tmp_path / "grid"), "--grid").exit_code == 0
+    assert invoke(pattern, "-c", str(checkpoints["cyclegan"]), "-o", str(tmp_path / "cyc"), "--cycle").exit_code == 0
+    grid = Image.open(next((tmp_path / "grid").iterdir()))
+    cycle = Image.open(next((tmp_path / "cyc").iterdir()))
+    assert grid.size == (32, 16) and cycle.size == (48, 16)
+    assert len(list((tmp_path / "grid").iterdir())) == 3
+
+
+def test_python_api_equals_the_cli(tmp_path, checkpoints):
+    source = pictures(tmp_path / "in", 1)[0]
+    assert invoke(str(source), "-c", str(checkpoints["twingan"]), "-o", str(tmp_path / "cli.png")).exit_code == 0
+    translator = Translator.from_checkpoint(checkpoints["twingan"])
+    api = translator.translate(Image.open(source))
+    assert np.array_equal(np.asarray(api), np.asarray(Image.open(tmp_path / "cli.png")))
+    tensor = translator.translate(torch.rand(2, 3, 8, 8))
+    assert tensor.shape == (2, 3, 8, 8) and 0 <= tensor.min() and tensor.max() <= 1
+
+
+def test_bad_inputs_are_skipped_reported_and_fail_the_exit_status(tmp_path, checkpoints):
+    pictures(tmp_path / "in", 2)
+    (tmp_path / "in" / "broken.png").write_bytes(b"not a picture")
+    (tmp_path / "in" / "empty.jpg").write_bytes(b"")
+    result = invoke(str(tmp_path / "in"), "-c", str(checkpoints["twingan"]), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    assert "translated 2 of 4 pictures; 2 skipped" in result.output and "broken.png" in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["img_000.png", "img_001.png"]
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda d: d / "missing.pt", "does not exist"),
+    (lambda d: (d / "t.pt").write_bytes(b"\x00" * 10) and d / "t.pt", "cannot be read"),
+    (lambda d: torch.save({"weights": torch.ones(1)}, d / "f.pt") or d / "f.pt", "not a TwinGAN checkpoint"),
+])
+def test_bad_checkpoints_give_one_line(tmp_path, make, message):
+    source = pictures(tmp_path / "in", 1)[0]
+    result = invoke(str(source), "-c", str(make(tmp_path)), "-o", str(tmp_path / "o.png"))
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_unwritable_output_and_missing_input_are_refused_before_work(tmp_path, checkpoints):
+    source = pictures(tmp_path / "in", 2)[0]
+    (tmp_path / "file").write_text("x")
+    result = invoke(str(tmp_path / "in"), "-c", str(checkpoints["twingan"]), "-o", str(tmp_path / "file"))
+    assert result.exit_code == 1 and "is a file" in result.output
+    result = invoke(str(source), "-c", str(checkpoints["twingan"]), "-o", str(tmp_path / "file" / "x.png"))
+    assert result.exit_code == 1 and "cannot write to output folder" in result.output
+    result = invoke(str(tmp_path / "nope*.png"), "-c", str(checkpoints["twingan"]))
+    assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_sizes_the_model_cannot_take_are_refused(tmp_path, checkpoints):
+    source = pictures(tmp_path / "in", 1)[0]
+    result = invoke(str(source), "-c", str(checkpoints["twingan"]), "-o", str(tmp_path / "o.png"), "--size", "16")
+    assert result.exit_code == 1 and "power of two from 8 to its trained 8" in result.output
+    assert invoke(str(source), "-c", str(checkpoints["cyclegan"]), "-o", str(tmp_path / "o.png"),
+                  "--size", "32").exit_code == 0
+    assert Image.open(tmp_path / "o.png").size == (32, 32)
+
+
+def test_face_mode_translates_the_face_and_keeps_the_rest(tmp_path, checkpoints):
+    photo = Image.fromarray(skimage.data.astronaut()).resize((256, 256), Image.Resampling.LANCZOS)
+    photo.save(tmp_path / "astronaut.png")
+    gradient_image(64, 64).save(tmp_path / "noface.png")
+    result = invoke(str(tmp_path / "astronaut.png"), str(tmp_path / "noface.png"), "-c", str(checkpoints["twingan"]),
+                    "-o", str(tmp_path / "out"), "--face")
+    assert result.exit_code == 1 and "noface.png: no face found" in result.output
+    out = np.asarray(Image.open(tmp_path / "out" / "astronaut.png")).astype(int)
+    before = np.asarray(photo).astype(int)
+    assert out.shape == before.shape
+    changed = np.abs(out - before).sum(axis=2) > 0
+    assert changed.sum() > 0.05 * changed.size and not changed[-20:, :].any()
+
+
+def test_feather_mask_is_opaque_inside_and_clear_at_the_edge():
+    mask = np.asarray(feather_mask(100))
+    assert mask[50, 50] == 255 and mask[0, 50] < 10 and mask[50, 0] < 10
+
+
+def test_translator_refuses_a_twingan_run_without_checkpoints(tmp_path):
+    (tmp_path / "run").mkdir()
+    with pytest.raises(UserError, match="holds no checkpoint"):
+        Translator.from_checkpoint(tmp_path / "run")
+
+
+@pytest.mark.parametrize("model", ["twingan", "cyclegan"])
+def test_onnx_export_matches_pytorch(tmp_path, checkpoints, model):
+    pytest.importorskip("onnxscript")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    result = CliRunner().invoke(main, ["export", "-c", str(checkpoints[model]), "--onnx", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 0, result.output
+    assert "ONNX Runtime agrees with PyTorch" in result.output
+    translator = Translator.from_checkpoint(checkpoints[model])
+    size = translator.resolution
+    batch = torch.rand(3, 3, size, size)
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"image": batch.numpy()})[0]
+    np.testing.assert_allclose(got, translator.translate(batch).numpy(), atol=1e-4)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]

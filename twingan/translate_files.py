@@ -1,0 +1,239 @@
+"""`twingan translate`: pictures on disk (files, folders, globs) through a Translator to files.
+
+Inputs are gathered and the output checked for writability before any model work, so a typo
+fails in a second, not after a folder's worth of translation. Unreadable inputs are reported
+and skipped; the rest are translated in batches; every output is written atomically, so an
+interrupted run leaves whole pictures only.
+"""
+
+from __future__ import annotations
+
+import glob
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms.functional import to_pil_image
+from tqdm import tqdm
+
+from twingan.atomic import atomic_path
+from twingan.data.images import IMAGE_EXTENSIONS, BadImage, find_images, load_image
+from twingan.errors import UserError
+from twingan.faces import detect_faces, square_crop_box
+from twingan.translator import DIRECTIONS, Translator
+
+SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    target: Path
+
+
+@dataclass
+class TranslateReport:
+    written: list[Path] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        total = len(self.written) + len(self.failed)
+        text = f"translated {len(self.written)} of {total} picture{'s' if total != 1 else ''}"
+        if self.failed:
+            shown = "; ".join(self.failed[:5]) + (f"; and {len(self.failed) - 5} more" if len(self.failed) > 5 else "")
+            text += f"; {len(self.failed)} skipped: {shown}"
+        return text
+
+
+def gather_inputs(items: list[str]) -> list[tuple[Path, Path]]:
+    """(picture, output name relative to OUT) for every input: a file, a folder (recursive) or a glob."""
+    found: list[tuple[Path, Path]] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            pictures = find_images(path)
+            if not pictures:
+                raise UserError(f"input folder {path} holds no pictures ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+            found += [(p, p.relative_to(path)) for p in pictures]
+        elif path.is_file():
+            found.append((path, Path(path.name)))
+        else:
+            matches = sorted(Path(m) for m in glob.glob(item, recursive=True))
+            matches = [m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_EXTENSIONS]
+            if not matches:
+                raise UserError(f"input {item} does not exist (no file, folder or glob match)")
+            found += [(m, Path(m.name)) for m in matches]
+    return found
+
+
+def plan_jobs(inputs: list[tuple[Path, Path]], out: Path | None) -> list[Job]:
+    """One output per input; OUT is a file only for a single input with a picture extension."""
+    if len(inputs) == 1 and out is not None and out.suffix.lower() in SAVE_FORMATS and not out.is_dir():
+        return [Job(inputs[0][0], out)]
+    folder = out or Path("translated")
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"output {folder} is a file; give a folder for {len(inputs)} inputs")
+    jobs, used = [], set()
+    for source, name in inputs:
+        target = folder / (name if name.suffix.lower() in SAVE_FORMATS else name.with_suffix(".png"))
+        stem, n = target.with_suffix(""), 1
+        while target in used:
+            target, n = Path(f"{stem}-{n}{target.suffix}"), n + 1
+        used.add(target)
+        jobs.append(Job(source, target))
+    return jobs
+
+
+def check_writable(jobs: list[Job]) -> None:
+    """Refuse an output place that cannot be written before any work starts."""
+    for parent in sorted({job.target.parent for job in jobs}):
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=parent):
+                pass
+        except OSError as exc:
+            raise UserError(f"cannot write to output folder {parent} ({exc.strerror or exc})") from None
+
+
+def side_by_side(tiles: list[torch.Tensor]) -> torch.Tensor:
+    """CHW tensors in [-1, 1] -> one CHW tensor in [0, 1], left to right."""
+    return torch.cat(tiles, dim=-1).add(1).div(2).clamp(0, 1)
+
+
+def translate_files(translator: Translator, jobs: list[Job], direction: str = "a2b", size: int | None = None,
+                    batch_size: int = 8, grid: bool = False, cycle: bool = False,
+                    progress: bool = True) -> TranslateReport:
+    """Translate every job's picture and write it; unreadable pictures are recorded, not fatal."""
+    size = size or translator.resolution
+    translator.check_size(size)
+    report = TranslateReport()
+    bar = tqdm(total=len(jobs), unit="picture", disable=not progress or len(jobs) < 2, desc="translating")
+    for start in range(0, len(jobs), batch_size):
+        ready, inputs = [], []
+        for job in jobs[start:start + batch_size]:
+            try:
+                inputs.append(translator.prepare(load_image(job.source), size))
+                ready.append(job)
+            except BadImage as exc:
+                report.failed.append(str(exc))
+                bar.update(1)
+        if not ready:
+            continue
+        batch = torch.stack(inputs)
+        result = translator.run(batch, direction, cycle=cycle)
+        outputs, back = result if cycle else (result, None)
+        for i, job in enumerate(ready):
+            tiles = ([batch[i]] if grid or cycle else []) + [outputs[i].cpu()] + ([back[i].cpu()] if cycle else [])
+            picture = to_pil_image(side_by_side(tiles))
+            _save(picture, job.target)
+            report.written.append(job.target)
+            bar.update(1)
+    bar.close()
+    return report
+
+
+def feather_mask(side: int, border: float = 0.15) -> Image.Image:
+    """An L-mode square mask, opaque in the middle and fading linearly to 0 over the outer `border`."""
+    ramp = max(1.0, border * side)
+    edge = np.minimum(np.arange(side), np.arange(side)[::-1]) + 0.5
+    distance = np.minimum(edge[:, None], edge[None, :])
+    return Image.fromarray(np.clip(distance / ramp * 255, 0, 255).astype(np.uint8), mode="L")
+
+
+def translate_faces(translator: Translator, picture: Image.Image, direction: str, size: int) -> Image.Image | None:
+    """The picture with every detected face translated and blended back in; None without a face.
+
+    Each face is cut out as the same square `twingan prepare` makes for training, translated at
+    the model's size, scaled back and pasted through a feathered mask so no seam shows.
+    """
+    faces = detect_faces(picture, "photo" if direction == "a2b" else "anime")
+    if not faces:
+        return None
+    result = picture.copy()
+    for face in faces:
+        box = square_crop_box(face, picture.size)
+        side = box[2] - box[0]
+        crop = picture.resize((size, size), Image.Resampling.LANCZOS, box=box)
+        patch = translator.translate(crop, direction, size).convert(picture.mode)
+        result.paste(patch.resize((side, side), Image.Resampling.LANCZOS), box[:2], feather_mask(side))
+    return result
+
+
+def translate_face_files(translator: Translator, jobs: list[Job], direction: str = "a2b", size: int | None = None,
+                         grid: bool = False, progress: bool = True) -> TranslateReport:
+    """Face mode: one picture at a time (faces differ in number and size), full pictures out."""
+    size = size or translator.resolution
+    translator.check_size(size)
+    report = TranslateReport()
+    for job in tqdm(jobs, unit="picture", disable=not progress or len(jobs) < 2, desc="translating faces"):
+        try:
+            picture = load_image(job.source, grayscale=translator.channels == 1)
+        except BadImage as exc:
+            report.failed.append(str(exc))
+            continue
+        result = translate_faces(translator, picture, direction, size)
+        if result is None:
+            report.failed.append(f"{job.source}: no face found")
+            continue
+        if grid:
+            both = Image.new(picture.mode, (picture.width * 2, picture.height))
+            both.paste(picture, (0, 0))
+            both.paste(result, (picture.width, 0))
+            result = both
+        _save(result, job.target)
+        report.written.append(job.target)
+    return report
+
+
+def _save(picture: Image.Image, target: Path) -> None:
+    fmt = SAVE_FORMATS[target.suffix.lower()]
+    with atomic_path(target) as tmp:
+        picture.save(tmp, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
+
+
+@click.command("translate")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--checkpoint", "-c", required=True, type=click.Path(path_type=Path),
+              help="A checkpoint file, or a run folder (its newest checkpoint).")
+@click.option("-o", "--out", type=click.Path(path_type=Path),
+              help="Output file (one input) or folder (default: ./translated).")
+@click.option("--direction", type=click.Choice(list(DIRECTIONS)), default="a2b", show_default=True,
+              help="a2b: domain A (photos) -> B (anime); b2a: back.")
+@click.option("--grid", is_flag=True, help="Write input | output side by side.")
+@click.option("--cycle", is_flag=True, help="Write input | output | translated back (implies --grid).")
+@click.option("--face", is_flag=True,
+              help="Find the faces, translate each, blend them back into the whole picture.")
+@click.option("--size", type=int, help="Model size (default: the checkpoint's trained resolution).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def translate_command(inputs: tuple[str, ...], checkpoint: Path, out: Path | None, direction: str, grid: bool,
+                      cycle: bool, face: bool, size: int | None, device: str, batch_size: int,
+                      no_progress: bool) -> None:
+    """Translate pictures (files, folders searched recursively, or globs) with a trained model.
+
+    \b
+    Examples:
+      twingan translate selfie.jpg --checkpoint runs/cpu64 -o anime.png
+      twingan translate photos/ --checkpoint runs/cpu64 -o anime/ --grid
+      twingan translate "shots/*.jpg" --checkpoint runs/cpu64/checkpoints/ckpt-000000027000.pt --cycle
+      twingan translate group.jpg --checkpoint runs/cpu64 --face -o group-anime.jpg
+    """
+    if face and cycle:
+        raise UserError("--cycle shows model-sized pictures and --face whole ones: use one of them")
+    jobs = plan_jobs(gather_inputs(list(inputs)), out)
+    check_writable(jobs)
+    translator = Translator.from_checkpoint(checkpoint, device)
+    if face:
+        report = translate_face_files(translator, jobs, direction, size, grid, progress=not no_progress)
+    else:
+        report = translate_files(translator, jobs, direction, size, batch_size, grid, cycle,
+                                 progress=not no_progress)
+    click.echo(report.summary())
+    if report.failed:
+        sys.exit(1)

@@ -1,0 +1,138 @@
+"""Inference: a trained checkpoint as a picture-in, picture-out translator (the Python API).
+
+    from twingan.translator import Translator
+    translator = Translator.from_checkpoint("runs/cpu64")         # a run folder or a ckpt-*.pt
+    anime = translator.translate(Image.open("me.jpg"))            # PIL in, PIL out
+    photo = translator.translate(anime, direction="b2a")
+
+Twin-GAN translates with its EMA encoder and generator (each domain's own norm set); CycleGAN
+with its two generators. Networks run in eval mode (batch norm uses its running statistics and
+dropout is off), so the same picture and checkpoint always give the same output, whatever else
+is in the batch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, overload
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+from torchvision.transforms.functional import to_pil_image
+
+from twingan.checkpoint import find_checkpoint, load_checkpoint
+from twingan.config import RunConfig, config_from_dict
+from twingan.cyclegan_networks import build_generator
+from twingan.data.images import to_rgb
+from twingan.data.transforms import loader_transform, to_model_range
+from twingan.errors import UserError
+from twingan.networks import DOMAIN_A, DOMAIN_B, TwinGAN
+from twingan.stepping import pick_device
+
+Direction = Literal["a2b", "b2a"]
+DIRECTIONS: dict[str, tuple[int, int]] = {"a2b": (DOMAIN_A, DOMAIN_B), "b2a": (DOMAIN_B, DOMAIN_A)}
+
+
+class Translator:
+    """A checkpoint's inference networks, loaded once, on one device."""
+
+    def __init__(self, cfg: RunConfig, state: dict, device: torch.device, source: str) -> None:
+        self.cfg, self.device, self.source = cfg, device, source
+        self.channels = int(state.get("image_channels", 3))
+        self.model = cfg.model.name
+        try:
+            if self.model == "twingan":
+                net: nn.Module = TwinGAN(cfg.model, self.channels)
+                net.load_state_dict(state["ema"])
+            else:
+                net = nn.ModuleList(build_generator(cfg.model, self.channels) for _ in (DOMAIN_A, DOMAIN_B))
+                net.load_state_dict(state["gens"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise UserError(f"checkpoint {source} does not hold the networks its config describes "
+                            f"({str(exc).splitlines()[0][:200]})") from None
+        self.net = net.eval().requires_grad_(False).to(device)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Translator:
+        """Load a checkpoint file, or a run folder's newest checkpoint, onto `device` (auto, cpu, cuda)."""
+        resolved = find_checkpoint(path)
+        state = load_checkpoint(resolved)
+        cfg = config_from_dict(state.get("config"), f"checkpoint {resolved}")
+        return cls(cfg, state, pick_device(device), str(resolved))
+
+    @property
+    def resolution(self) -> int:
+        """The size the model was trained at, and the default output size."""
+        return self.cfg.model.resolution
+
+    def check_size(self, size: int) -> None:
+        """Refuse sizes the networks cannot take, naming the ones they can."""
+        if self.model == "twingan":
+            ok = size >= 8 and size & (size - 1) == 0 and size <= self.resolution
+            allowed = f"a power of two from 8 to its trained {self.resolution}"
+        elif self.cfg.model.generator == "resnet":
+            ok, allowed = size >= 8 and size % 4 == 0, "a multiple of 4 (8 or more)"
+        else:
+            step = 2**self.cfg.model.unet_downs
+            ok, allowed = size >= step and size % step == 0, f"a multiple of {step}"
+        if not ok:
+            raise UserError(f"size {size} does not suit this {self.model} model: use {allowed}")
+
+    # ----------------------------------------------------------------- tensors in [-1, 1]
+    @torch.no_grad()
+    def run(self, x: Tensor, direction: Direction = "a2b", cycle: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """NCHW in [-1, 1] at a valid size -> the translation (and, with `cycle`, its way back)."""
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be a2b or b2a, not {direction!r}")
+        self.check_size(x.shape[-1])
+        src, dst = DIRECTIONS[direction]
+        x = x.to(self.device, torch.float32)
+        out = self._one_way(x, src, dst)
+        if not cycle:
+            return out
+        return out, self._one_way(out, dst, src)
+
+    def _one_way(self, x: Tensor, src: int, dst: int) -> Tensor:
+        if self.model == "twingan":
+            size = x.shape[-1]
+            latent, skips = self.net.encoder(x, src, size)
+            return self.net.generator(latent, skips, dst, size).clamp(-1, 1)
+        return self.net[src](x)
+
+    # ----------------------------------------------------------------- pictures
+    def prepare(self, image: Image.Image, size: int | None = None) -> Tensor:
+        """A picture -> a CHW tensor in [-1, 1] at `size`, resized as the model's training data was."""
+        size = size or self.resolution
+        image = to_rgb(image)
+        if self.channels == 1:
+            image = image.convert("L")
+        return to_model_range(loader_transform(self.cfg.data, size, train=False)(image))
+
+    @overload
+    def translate(self, image: Image.Image, direction: Direction = "a2b", size: int | None = None) -> Image.Image: ...
+
+    @overload
+    def translate(self, image: Tensor, direction: Direction = "a2b", size: int | None = None) -> Tensor: ...
+
+    def translate(self, image: Image.Image | Tensor, direction: Direction = "a2b",
+                  size: int | None = None) -> Image.Image | Tensor:
+        """Translate one PIL picture (-> PIL) or a float tensor in [0, 1], CHW or NCHW (-> same layout).
+
+        Output is `size` x `size` (default: the trained resolution); tensors are resized to it.
+        """
+        size = size or self.resolution
+        if isinstance(image, Image.Image):
+            out = self.run(self.prepare(image, size)[None], direction)[0]
+            return to_pil_image(out.add(1).div(2).clamp(0, 1).cpu())
+        if not isinstance(image, Tensor) or image.dim() not in (3, 4):
+            raise TypeError("translate takes a PIL image or a float tensor of shape (C, H, W) or (N, C, H, W)")
+        batch = image[None] if image.dim() == 3 else image
+        if batch.shape[1] != self.channels:
+            raise ValueError(f"this model takes {self.channels}-channel pictures, got {batch.shape[1]} channels")
+        if batch.shape[-2:] != (size, size):
+            batch = F.interpolate(batch.float(), size=(size, size), mode="bilinear", antialias=True,
+                                  align_corners=False)
+        out = self.run(batch.float() * 2 - 1, direction).add(1).div(2).clamp(0, 1)
+        return out[0] if image.dim() == 3 else out
