@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +15,12 @@ from conftest import gradient_image, write_image_folder
 from PIL import Image
 
 from twingan.cli import main
-from twingan.config import load_config
+from twingan.config import DataConfig, load_config
+from twingan.data.transforms import loader_transform, to_model_range
 from twingan.errors import UserError
 from twingan.training import Trainer
 from twingan.translate_files import feather_mask
-from twingan.translator import Translator
+from twingan.translator import Translator, resize_for_model, to_tensor
 
 import test_cyclegan
 import test_training
@@ -170,3 +173,17 @@ def test_onnx_export_matches_pytorch(tmp_path, checkpoints, model):
     got = session.run(None, {"image": batch.numpy()})[0]
     np.testing.assert_allclose(got, translator.translate(batch).numpy(), atol=1e-4)
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+@pytest.mark.parametrize("mode", ["squash", "crop"])
+@pytest.mark.parametrize("shape", [(50, 30), (30, 50), (40, 40)])
+def test_inference_resizing_matches_the_training_loader(mode, shape):
+    picture = gradient_image(64).resize(shape)
+    expected = to_model_range(loader_transform(DataConfig(resize=mode), 16, train=False)(picture))
+    torch.testing.assert_close(to_tensor(resize_for_model(picture, 16, mode)), expected, rtol=0, atol=0)
+
+
+def test_the_translate_command_starts_without_torchvision():
+    code = "import sys, twingan.cli, twingan.translate_files; print('torchvision' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"

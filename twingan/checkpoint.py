@@ -62,7 +62,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a TwinGAN checkpoint onto the CPU; refuse truncated, corrupt and foreign files."""
     path = find_checkpoint(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"checkpoint {path} cannot be read: truncated, corrupt or not a PyTorch file "

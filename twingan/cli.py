@@ -6,6 +6,7 @@ errors keep exit status 2. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from pathlib import Path
@@ -18,12 +19,25 @@ from twingan import __version__
 from twingan.checkpoint import latest_checkpoint
 from twingan.config import MODELS, config_to_dict, load_config, resolve_preset
 from twingan.errors import UserError
-from twingan.export import export_command
-from twingan.prepare import prepare_command
-from twingan.translate_files import translate_command
 
 
 class _Group(click.Group):
+    """Turns UserError into one line, and imports a command's module only when it is used, so that
+    `twingan translate` does not pay for scikit-image or ONNX start-up it does not need."""
+
+    lazy = {"prepare": "twingan.prepare:prepare_command",
+            "translate": "twingan.translate_files:translate_command",
+            "export": "twingan.export:export_command"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            module, attribute = self.lazy[name].split(":")
+            return getattr(importlib.import_module(module), attribute)
+        return super().get_command(ctx, name)
+
     def invoke(self, ctx: click.Context):
         try:
             with logging_redirect_tqdm():
@@ -125,8 +139,3 @@ def train_command(preset: str | None, overrides: tuple[str, ...], domain_a: Path
         stopped = f"; stopped by {result.stopped_by}" if result.stopped_by else ""
         click.echo(f"{result.images_seen:,} images seen; checkpoint: {result.checkpoint}; "
                    f"run folder: {trainer.run_dir}{stopped}")
-
-
-main.add_command(prepare_command)
-main.add_command(translate_command)
-main.add_command(export_command)

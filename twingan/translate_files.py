@@ -18,14 +18,12 @@ import click
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms.functional import to_pil_image
 from tqdm import tqdm
 
 from twingan.atomic import atomic_path
 from twingan.data.images import IMAGE_EXTENSIONS, BadImage, find_images, load_image
 from twingan.errors import UserError
-from twingan.faces import detect_faces, square_crop_box
-from twingan.translator import DIRECTIONS, Translator
+from twingan.translator import DIRECTIONS, Translator, to_picture
 
 SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}
 
@@ -129,7 +127,7 @@ def translate_files(translator: Translator, jobs: list[Job], direction: str = "a
         outputs, back = result if cycle else (result, None)
         for i, job in enumerate(ready):
             tiles = ([batch[i]] if grid or cycle else []) + [outputs[i].cpu()] + ([back[i].cpu()] if cycle else [])
-            picture = to_pil_image(side_by_side(tiles))
+            picture = to_picture(side_by_side(tiles))
             _save(picture, job.target)
             report.written.append(job.target)
             bar.update(1)
@@ -151,6 +149,8 @@ def translate_faces(translator: Translator, picture: Image.Image, direction: str
     Each face is cut out as the same square `twingan prepare` makes for training, translated at
     the model's size, scaled back and pasted through a feathered mask so no seam shows.
     """
+    from twingan.faces import detect_faces, square_crop_box  # scikit-image: 0.2 s that only --face needs
+
     faces = detect_faces(picture, "photo" if direction == "a2b" else "anime")
     if not faces:
         return None
