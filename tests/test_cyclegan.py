@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from click.testing import CliRunner
-from conftest import write_image_folder
+from conftest import run_two_ranks, write_preset
 
 from twingan.checkpoint import load_checkpoint
 from twingan import cyclegan_recipe
@@ -39,16 +36,8 @@ TINY = {
 
 
 def tiny_preset(tmp_path: Path, **sections) -> Path:
-    preset = json.loads(json.dumps(TINY))
-    for section, values in sections.items():
-        preset.setdefault(section, {}).update(values)
-    if not (tmp_path / "a").exists():
-        write_image_folder(tmp_path / "a", 8, size=20, seed=0)
-        write_image_folder(tmp_path / "b", 8, size=20, seed=100, ext=".jpg")
-    preset["data"].update(domain_a=str(tmp_path / "a"), domain_b=str(tmp_path / "b"))
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(preset))
-    return path
+    """A YAML preset for a tiny 16 px CycleGAN on 8 + 8 synthetic pictures."""
+    return write_preset(tmp_path, TINY, sections, image_size=20)
 
 
 def metrics(run_dir: Path) -> list[dict]:
@@ -270,35 +259,10 @@ def test_a_forced_nan_is_skipped(tmp_path, monkeypatch):
     assert result.skipped_steps == 1 and result.images_seen == 24
 
 
-RANK_SCRIPT = """
-import sys
-from pathlib import Path
-import torch
-import torch.distributed as dist
-from twingan.config import load_config
-from twingan.training import Trainer
-
-trainer = Trainer(load_config(sys.argv[1]), Path(sys.argv[2]), progress=False)
-trainer.run()
-nets = (trainer.recipe.gens, trainer.recipe.discs)
-flat = torch.cat([t.detach().flatten() for m in nets for t in (*m.parameters(), *m.buffers()) if t.is_floating_point()])
-gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
-dist.all_gather(gathered, flat)
-assert all(torch.equal(g, gathered[0]) for g in gathered), "ranks disagree"
-print(f"rank {dist.get_rank()} agrees", flush=True)
-dist.destroy_process_group()
-"""
-
-
 def test_torchrun_two_processes_agree_on_the_weights(tmp_path):
-    script = tmp_path / "rank.py"
-    script.write_text(RANK_SCRIPT)
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(script), str(tiny_preset(tmp_path, train={"batch_size": 1, "decay_epochs": 0})), str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
+    result = run_two_ranks(tmp_path, tiny_preset(tmp_path, train={"batch_size": 1, "decay_epochs": 0}), "gens", "discs")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "rank 0 agrees" in result.stdout and "rank 1 agrees" in result.stdout
+    assert "rank 0 of 2 agrees" in result.stdout and "rank 1 of 2 agrees" in result.stdout
     assert load_checkpoint(tmp_path / "run")["images_seen"] == 8
 
 

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
-from conftest import write_image_folder
+from conftest import run_two_ranks, write_image_folder, write_preset
 
 from twingan import twingan_recipe
 from twingan.checkpoint import load_checkpoint
@@ -34,17 +33,7 @@ TINY = {
 
 def tiny_preset(tmp_path: Path, **sections) -> Path:
     """A YAML preset for a tiny 4 -> 8 px model on 8 + 8 synthetic pictures."""
-    preset = json.loads(json.dumps(TINY))
-    for section, values in sections.items():
-        preset.setdefault(section, {}).update(values)
-    a = tmp_path / "a"
-    if not a.exists():
-        write_image_folder(a, 8, size=24, seed=0)
-        write_image_folder(tmp_path / "b", 8, size=24, seed=100, ext=".jpg")
-    preset["data"].update(domain_a=str(a), domain_b=str(tmp_path / "b"))
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(preset))
-    return path
+    return write_preset(tmp_path, TINY, sections, image_size=24)
 
 
 def metrics(run_dir: Path) -> list[dict]:
@@ -190,36 +179,8 @@ def test_train_cli_refuses_to_overwrite_a_run(tmp_path):
     assert second.returncode == 1 and output.strip().splitlines()[-1].startswith("Error: run folder")
 
 
-RANK_SCRIPT = """
-import sys
-from pathlib import Path
-import torch
-import torch.distributed as dist
-from twingan.config import load_config
-from twingan.training import Trainer
-
-trainer = Trainer(load_config(sys.argv[1]), Path(sys.argv[2]), progress=False)
-initial = torch.cat([p.detach().flatten().clone() for p in trainer.recipe.net.parameters()])
-trainer.run()
-nets = (trainer.recipe.net, trainer.recipe.discs)
-flat = torch.cat([t.detach().flatten() for m in nets for t in (*m.parameters(), *m.buffers()) if t.is_floating_point()])
-gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
-dist.all_gather(gathered, flat)
-assert all(torch.equal(g, gathered[0]) for g in gathered), "ranks disagree"
-assert not torch.equal(initial, torch.cat([p.detach().flatten() for p in trainer.recipe.net.parameters()]))
-print(f"rank {dist.get_rank()} of {dist.get_world_size()} agrees", flush=True)
-dist.destroy_process_group()
-"""
-
-
 def test_torchrun_two_processes_agree_on_the_weights(tmp_path):
-    preset = tiny_preset(tmp_path, train={"batch_size": {4: 2, 8: 2}})
-    script = tmp_path / "rank.py"
-    script.write_text(RANK_SCRIPT)
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(script), str(preset), str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
+    result = run_two_ranks(tmp_path, tiny_preset(tmp_path, train={"batch_size": {4: 2, 8: 2}}), "net", "discs")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "rank 0 of 2 agrees" in result.stdout and "rank 1 of 2 agrees" in result.stdout
     assert load_checkpoint(tmp_path / "run")["images_seen"] == 24

@@ -36,12 +36,11 @@ def make_checkpoint(preset: str, tmp: Path, device: str) -> Path:
     for domain in ("a", "b"):
         (tmp / domain).mkdir()
         Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(tmp / domain / "0.png")
-    cfg = load_config(preset, [f"data.domain_a={tmp}/a", f"data.domain_b={tmp}/b", "train.max_images=1",
-                               "runtime.num_workers=0", f"runtime.device={device}", "data.verify=header"])
-    if cfg.model.name == "twingan":
-        cfg = load_config(preset, [f"data.domain_a={tmp}/a", f"data.domain_b={tmp}/b", "train.max_images=1",
-                                   "runtime.num_workers=0", f"runtime.device={device}", "data.verify=header",
-                                   f"train.start_resolution={cfg.model.resolution}"])
+    overrides = [f"data.domain_a={tmp}/a", f"data.domain_b={tmp}/b", "train.max_images=1",
+                 "runtime.num_workers=0", f"runtime.device={device}", "data.verify=header"]
+    cfg = load_config(preset, overrides)
+    if cfg.model.name == "twingan":  # train straight at the final size, not through the 4 px phases
+        cfg = load_config(preset, [*overrides, f"train.start_resolution={cfg.model.resolution}"])
     return Trainer(cfg, tmp / "run", progress=False).run().checkpoint
 
 

@@ -33,7 +33,7 @@ class OneWay(nn.Module):
         self.src, self.dst = DIRECTIONS[direction]
 
     def forward(self, image: Tensor) -> Tensor:
-        return self.translator._one_way(image * 2 - 1, self.src, self.dst).add(1).div(2).clamp(0, 1)
+        return self.translator.one_way(image * 2 - 1, self.src, self.dst).add(1).div(2).clamp(0, 1)
 
 
 def export_onnx(translator: Translator, target: Path, direction: str = "a2b", size: int | None = None,

@@ -244,6 +244,7 @@ class Trainer:
         started, window_start, window_images = time.monotonic(), time.monotonic(), 0
         sums: dict[str, float] = {}
         steps_in_window, streak, loaders, loader_res, stopped_by, last_ckpt = 0, 0, None, None, None, None
+        sampled_at = None
         next_log, next_sample, next_ckpt = (_next_multiple(c.images_seen, n) for n in
                                             (cfg.train.log_every, cfg.train.sample_every, cfg.train.checkpoint_every))
         try:
@@ -284,7 +285,7 @@ class Trainer:
                     next_log = _next_multiple(c.images_seen, cfg.train.log_every)
                 if writer and c.images_seen >= next_sample:
                     self._write_samples(sample_inputs, phase, writer)
-                    next_sample = _next_multiple(c.images_seen, cfg.train.sample_every)
+                    sampled_at, next_sample = c.images_seen, _next_multiple(c.images_seen, cfg.train.sample_every)
                 minutes = (time.monotonic() - started) / 60
                 out_of_time = cfg.train.max_minutes is not None and minutes > cfg.train.max_minutes
                 stop = self._agree_to_stop(out_of_time)
@@ -293,7 +294,7 @@ class Trainer:
                     next_ckpt = _next_multiple(c.images_seen, cfg.train.checkpoint_every)
                 if stop:
                     stopped_by = self._stop_signal or "max_minutes"
-                    if writer and c.images_seen != next_sample - cfg.train.sample_every:
+                    if writer and sampled_at != c.images_seen:
                         self._write_samples(sample_inputs, phase, writer)
                     break
             else:

@@ -120,12 +120,13 @@ class Translator:
         self.check_size(x.shape[-1])
         src, dst = DIRECTIONS[direction]
         x = x.to(self.device, torch.float32)
-        out = self._one_way(x, src, dst)
+        out = self.one_way(x, src, dst)
         if not cycle:
             return out
-        return out, self._one_way(out, dst, src)
+        return out, self.one_way(out, dst, src)
 
-    def _one_way(self, x: Tensor, src: int, dst: int) -> Tensor:
+    def one_way(self, x: Tensor, src: int, dst: int) -> Tensor:
+        """Domain `src` -> `dst` on NCHW in [-1, 1], without size checks (for export tracing)."""
         if self.model == "twingan":
             size = x.shape[-1]
             latent, skips = self.net.encoder(x, src, size)

@@ -67,7 +67,8 @@ class TwinGANRecipe:
         self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
         adam = {"lr": cfg.train.lr, "betas": (cfg.train.beta1, cfg.train.beta2), "eps": cfg.train.eps}
         switch = domain_switch_parameters(self.net)
-        rest = [p for p in self.net.parameters() if all(p is not q for q in switch)]
+        switch_ids = {id(p) for p in switch}
+        rest = [p for p in self.net.parameters() if id(p) not in switch_ids]
         self.opt_g = torch.optim.Adam([{"params": rest},
                                        {"params": switch, "lr": cfg.train.lr * cfg.train.domain_switch_lr_multiplier}],
                                       **adam)
