@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 
 from twingan.atomic import atomic_path, write_text
@@ -23,3 +26,12 @@ def test_failure_keeps_previous_content_and_cleans_up(tmp_path):
         raise RuntimeError("crash mid-write")
     assert target.read_text() == "good"
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_written_file_gets_the_umask_permissions_not_mkstemps_private_ones(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "out.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out.txt").stat().st_mode) == 0o644

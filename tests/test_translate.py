@@ -187,3 +187,17 @@ def test_the_translate_command_starts_without_torchvision():
     code = "import sys, twingan.cli, twingan.translate_files; print('torchvision' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "False"
+
+
+def test_the_console_command_exits_quickly_with_its_output_and_messages_intact(tmp_path, checkpoints):
+    pictures(tmp_path / "in", 1)
+    (tmp_path / "in" / "broken.png").write_bytes(b"not a picture")
+    command = [sys.executable, "-m", "twingan", "translate", str(tmp_path / "in"), "-c", str(checkpoints["twingan"]),
+               "-o", str(tmp_path / "out"), "--no-progress"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 1
+    assert "translated 1 of 2 pictures; 1 skipped" in done.stdout and "broken.png" in done.stdout + done.stderr
+    assert Image.open(tmp_path / "out" / "img_000.png").size == (8, 8)
+    missing = subprocess.run([*command[:4], str(tmp_path / "nothing.png"), *command[5:]],
+                             capture_output=True, text=True, check=False)
+    assert missing.returncode == 1 and "nothing.png does not exist" in missing.stderr

@@ -2,7 +2,7 @@
 
 Builds an untrained checkpoint of the chosen preset (speed does not depend on training), then
   1. runs `twingan translate photo.jpg` on one 256 px photo in a fresh process, timing from
-     launch to the PNG on disk (best of 3);
+     launch to the PNG on disk (median, best and worst of --runs);
   2. translates a folder of 512 px JPEGs in-process and reports images/s and peak memory.
 
     python tools/bench_translate.py --preset twingan_selfie2anime_256
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,7 @@ def main() -> None:
     parser.add_argument("--preset", default="twingan_selfie2anime_256")
     parser.add_argument("--pictures", type=int, default=32, help="folder size for the throughput run")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=9, help="fresh-process runs of the one-photo latency")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as name:
@@ -69,7 +71,7 @@ def main() -> None:
         command = [sys.executable, "-m", "twingan", "translate", str(single), "-c", str(checkpoint),
                    "-o", str(tmp / "out.png"), "--device", args.device, "--no-progress"]
         latencies = []
-        for _ in range(3):
+        for _ in range(args.runs):
             start = time.perf_counter()
             subprocess.run(command, check=True, capture_output=True)
             latencies.append(time.perf_counter() - start)
@@ -89,8 +91,8 @@ def main() -> None:
                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(f"preset {args.preset} ({translator.model}, {translator.resolution} px), device {args.device}, "
           f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}")
-    print(f"one 256 px photo, process start to PNG written: best {min(latencies):.2f} s "
-          f"(runs: {', '.join(f'{t:.2f}' for t in latencies)})")
+    print(f"one 256 px photo, process start to PNG written, {len(latencies)} runs: "
+          f"median {statistics.median(latencies):.2f} s, best {min(latencies):.2f} s, worst {max(latencies):.2f} s")
     print(f"folder of {len(jobs)} 512 px JPEGs, batch {args.batch_size}: {rate:.2f} images/s, "
           f"peak {'CUDA allocated' if args.device == 'cuda' else 'RSS'} {peak:.0f} MB")
 

@@ -1,5 +1,5 @@
 """`python -m twingan` runs the same command as the `twingan` console script."""
 
-from twingan.cli import main
+from twingan.cli import entry
 
-main()
+entry()

@@ -15,7 +15,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
 
     The temporary file lives in the target's folder so that the final os.replace stays on one
     file system (and is therefore atomic). On any exception the temporary file is removed and
-    the previous `target`, if any, is left untouched.
+    the previous `target`, if any, is left untouched. mkstemp makes the file private (0600);
+    it gets the permissions a plain open() would have given it before it is renamed into place.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -24,9 +25,16 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(target: str | os.PathLike[str], text: str) -> None:
