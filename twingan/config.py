@@ -22,6 +22,17 @@ from twingan.atomic import write_text
 from twingan.errors import UserError
 
 _STRICT = pydantic.ConfigDict(extra="forbid")
+FACE_TAGS = (
+    "blonde hair", "brown hair", "black hair", "blue hair", "pink hair", "purple hair", "green hair",
+    "red hair", "silver hair", "white hair", "orange hair", "aqua hair", "grey hair", "multicolored hair",
+    "blue eyes", "red eyes", "brown eyes", "green eyes", "purple eyes", "yellow eyes", "pink eyes",
+    "aqua eyes", "black eyes", "orange eyes", "grey eyes",
+    "long hair", "short hair", "very long hair", "twintails", "ponytail", "braid", "ahoge", "bangs",
+    "blunt bangs", "drill hair", "side ponytail", "hair over one eye",
+    "glasses", "hat", "hair ornament", "hair ribbon", "hair bow", "hairband", "animal ears",
+    "male", "smile", "open mouth", "blush", "dark skin",
+)
+"""The default illust2vec attribute subset for faces: hair and eye colours, hair styles, accessories."""
 Fraction = Annotated[float, pydantic.Field(gt=0.0, le=1.0)]
 NonNegative = Annotated[float, pydantic.Field(ge=0.0)]
 Positive = Annotated[int, pydantic.Field(gt=0)]
@@ -80,8 +91,24 @@ class ModelConfig:
     bn_momentum: Fraction = 0.01
     """Running-statistics momentum of the domain batch norm (the original's decay 0.99)."""
     mbstd_group_size: Positive = 4
+    character: Literal["none", "learned", "illust2vec"] = "none"
+    """Where the character code that conditions anime output comes from: none; learned (a small
+    encoder trained with the GAN on the anime pictures, contrastively); illust2vec (the tag
+    probabilities of `character_tags`, needs `illust2vec_weights`)."""
     condition_dim: Annotated[int, pydantic.Field(ge=0)] = 0
-    """Length of the character code fed to the anime-domain norm (0: unconditioned)."""
+    """Length of the character code fed to the anime-domain norm (0: unconditioned). The learned
+    source needs it set; the illust2vec source takes the number of `character_tags`."""
+    character_tags: list[str] = field(default_factory=lambda: list(FACE_TAGS))
+    """illust2vec tags whose probabilities make the code (illust2vec source)."""
+    illust2vec_weights: str | None = None
+    """The illust2vec tag model converted with `illust2vec convert` (illust2vec source)."""
+    character_channels: Positive = 32
+    """Width of the learned character encoder."""
+
+    @property
+    def code_dim(self) -> int:
+        """Length of the character code the networks take (0: unconditioned)."""
+        return len(self.character_tags) if self.character == "illust2vec" else self.condition_dim
 
 
 @dataclass
@@ -99,6 +126,10 @@ class LossConfig:
     reconstruction_gan_min_resolution: int = 64
     semantic: NonNegative = 0.1
     cycle: NonNegative = 0.0
+    character: NonNegative = 1.0
+    """Code consistency: a translation must carry the character code it was given."""
+    character_contrastive: NonNegative = 1.0
+    """Learned source: two crops of one anime picture get one code, other pictures other codes."""
 
 
 def _published_batch_sizes() -> dict[int, int]:

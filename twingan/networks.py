@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from twingan.character import CharacterEncoder
 from twingan.config import ModelConfig
 
 DOMAIN_A = 0
@@ -53,6 +54,10 @@ def _check_config(cfg: ModelConfig) -> None:
         raise ValueError(f"model.mbstd_group_size must be positive, got {cfg.mbstd_group_size}")
     if cfg.condition_dim < 0:
         raise ValueError(f"model.condition_dim must be >= 0, got {cfg.condition_dim}")
+    if cfg.character == "learned" and cfg.condition_dim == 0:
+        raise ValueError("model.character=learned needs model.condition_dim, the code length (16 is a good start)")
+    if cfg.character == "illust2vec" and not cfg.character_tags:
+        raise ValueError("model.character=illust2vec needs at least one tag in model.character_tags")
 
 
 def _check_phase(resolution: int, alpha: float, max_resolution: int) -> None:
@@ -237,8 +242,8 @@ class _UpBlock(nn.Module):
         super().__init__()
         self.linked = hw <= cfg.unet_max_resolution
         c_in = num_channels(cfg, hw // 2) * (2 if self.linked else 1)
-        self.conv0 = ConvUnit(cfg, c_in, num_channels(cfg, hw), condition_dim=cfg.condition_dim)
-        self.conv1 = ConvUnit(cfg, num_channels(cfg, hw), num_channels(cfg, hw), condition_dim=cfg.condition_dim)
+        self.conv0 = ConvUnit(cfg, c_in, num_channels(cfg, hw), condition_dim=cfg.code_dim)
+        self.conv1 = ConvUnit(cfg, num_channels(cfg, hw), num_channels(cfg, hw), condition_dim=cfg.code_dim)
 
     def forward(self, h: Tensor, skip: Tensor | None, domain: int, condition: Tensor | None) -> Tensor:
         h = F.interpolate(h, scale_factor=2, mode="nearest")
@@ -257,7 +262,7 @@ class Generator(nn.Module):
         self.unet_max_resolution = cfg.unet_max_resolution
         c4 = num_channels(cfg, 4)
         self.block4 = nn.ModuleList(
-            [ConvUnit(cfg, c4, c4, condition_dim=cfg.condition_dim) for _ in range(2)]
+            [ConvUnit(cfg, c4, c4, condition_dim=cfg.code_dim) for _ in range(2)]
         )
         self.blocks = nn.ModuleDict({str(hw): _UpBlock(cfg, hw) for hw in _resolutions(cfg.resolution)})
         self.to_rgb = nn.ModuleDict(
@@ -273,6 +278,8 @@ class Generator(nn.Module):
         missing = [hw for hw in linked if hw not in skips]
         if missing:
             raise ValueError(f"generator at {resolution} px needs encoder skips at {missing}")
+        if condition is not None and domain != DOMAIN_B:
+            raise ValueError("the character condition shapes anime (domain B) output only")
         h = latent
         for unit in self.block4:
             h = unit(h, domain, condition)
@@ -352,6 +359,9 @@ class Discriminator(nn.Module):
 class TwinGAN(nn.Module):
     """The shared encoder and generator; the two discriminators live apart with their own optimisers.
 
+    With a character source, also the running mean of the training pictures' codes (the code an
+    anime output gets when no reference is given) and, for the learned source, its encoder.
+
     A forward touches one domain's norm set and only the active resolutions' blocks, so under
     DistributedDataParallel wrap with find_unused_parameters=True.
     """
@@ -360,6 +370,10 @@ class TwinGAN(nn.Module):
         super().__init__()
         self.encoder = Encoder(cfg, image_channels)
         self.generator = Generator(cfg, image_channels)
+        if cfg.character == "learned":
+            self.character = CharacterEncoder(cfg.condition_dim, cfg.character_channels, image_channels)
+        if cfg.code_dim > 0:
+            self.register_buffer("character_mean", torch.zeros(cfg.code_dim))
 
     def encode(self, x: Tensor, domain: int, resolution: int, alpha: float = 1.0) -> tuple[Tensor, dict[int, Tensor]]:
         return self.encoder(x, domain, resolution, alpha)

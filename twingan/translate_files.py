@@ -105,7 +105,7 @@ def side_by_side(tiles: list[torch.Tensor]) -> torch.Tensor:
 
 def translate_files(translator: Translator, jobs: list[Job], direction: str = "a2b", size: int | None = None,
                     batch_size: int = 8, grid: bool = False, cycle: bool = False,
-                    progress: bool = True) -> TranslateReport:
+                    progress: bool = True, character: torch.Tensor | None = None) -> TranslateReport:
     """Translate every job's picture and write it; unreadable pictures are recorded, not fatal."""
     size = size or translator.resolution
     translator.check_size(size)
@@ -123,7 +123,7 @@ def translate_files(translator: Translator, jobs: list[Job], direction: str = "a
         if not ready:
             continue
         batch = torch.stack(inputs)
-        result = translator.run(batch, direction, cycle=cycle)
+        result = translator.run(batch, direction, cycle=cycle, character=character)
         outputs, back = result if cycle else (result, None)
         for i, job in enumerate(ready):
             tiles = ([batch[i]] if grid or cycle else []) + [outputs[i].cpu()] + ([back[i].cpu()] if cycle else [])
@@ -143,7 +143,8 @@ def feather_mask(side: int, border: float = 0.15) -> Image.Image:
     return Image.fromarray(np.clip(distance / ramp * 255, 0, 255).astype(np.uint8), mode="L")
 
 
-def translate_faces(translator: Translator, picture: Image.Image, direction: str, size: int) -> Image.Image | None:
+def translate_faces(translator: Translator, picture: Image.Image, direction: str, size: int,
+                    character: torch.Tensor | None = None) -> Image.Image | None:
     """The picture with every detected face translated and blended back in; None without a face.
 
     Each face is cut out as the same square `twingan prepare` makes for training, translated at
@@ -159,13 +160,14 @@ def translate_faces(translator: Translator, picture: Image.Image, direction: str
         box = square_crop_box(face, picture.size)
         side = box[2] - box[0]
         crop = picture.resize((size, size), Image.Resampling.LANCZOS, box=box)
-        patch = translator.translate(crop, direction, size).convert(picture.mode)
+        patch = translator.translate(crop, direction, size, character).convert(picture.mode)
         result.paste(patch.resize((side, side), Image.Resampling.LANCZOS), box[:2], feather_mask(side))
     return result
 
 
 def translate_face_files(translator: Translator, jobs: list[Job], direction: str = "a2b", size: int | None = None,
-                         grid: bool = False, progress: bool = True) -> TranslateReport:
+                         grid: bool = False, progress: bool = True,
+                         character: torch.Tensor | None = None) -> TranslateReport:
     """Face mode: one picture at a time (faces differ in number and size), full pictures out."""
     size = size or translator.resolution
     translator.check_size(size)
@@ -176,7 +178,7 @@ def translate_face_files(translator: Translator, jobs: list[Job], direction: str
         except BadImage as exc:
             report.failed.append(str(exc))
             continue
-        result = translate_faces(translator, picture, direction, size)
+        result = translate_faces(translator, picture, direction, size, character)
         if result is None:
             report.failed.append(f"{job.source}: no face found")
             continue
@@ -211,9 +213,15 @@ def _save(picture: Image.Image, target: Path) -> None:
 @click.option("--size", type=int, help="Model size (default: the checkpoint's trained resolution).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--target-character", "references", multiple=True, type=click.Path(path_type=Path),
+              help="An anime picture whose character the output takes (repeat for one output per reference).")
+@click.option("--tags", help='Character attributes by name, e.g. "green hair, blue eyes" (illust2vec-trained models).')
+@click.option("--illust2vec-weights", type=click.Path(path_type=Path),
+              help="The converted illust2vec tag model, if not where the checkpoint's config says.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def translate_command(inputs: tuple[str, ...], checkpoint: Path, out: Path | None, direction: str, grid: bool,
                       cycle: bool, face: bool, size: int | None, device: str, batch_size: int,
+                      references: tuple[Path, ...], tags: str | None, illust2vec_weights: Path | None,
                       no_progress: bool) -> None:
     """Translate pictures (files, folders searched recursively, or globs) with a trained model.
 
@@ -223,17 +231,51 @@ def translate_command(inputs: tuple[str, ...], checkpoint: Path, out: Path | Non
       twingan translate photos/ --checkpoint runs/cpu64 -o anime/ --grid
       twingan translate "shots/*.jpg" --checkpoint runs/cpu64/checkpoints/ckpt-000000027000.pt --cycle
       twingan translate group.jpg --checkpoint runs/cpu64 --face -o group-anime.jpg
+      twingan translate me.jpg --checkpoint runs/char64 --target-character miku.png --target-character rin.png
     """
     if face and cycle:
         raise UserError("--cycle shows model-sized pictures and --face whole ones: use one of them")
-    jobs = plan_jobs(gather_inputs(list(inputs)), out)
-    check_writable(jobs)
-    translator = Translator.from_checkpoint(checkpoint, device)
-    if face:
-        report = translate_face_files(translator, jobs, direction, size, grid, progress=not no_progress)
-    else:
-        report = translate_files(translator, jobs, direction, size, batch_size, grid, cycle,
-                                 progress=not no_progress)
+    if references and tags:
+        raise UserError("--target-character and --tags both set the character: use one of them")
+    if (references or tags) and direction == "b2a" and not cycle:
+        raise UserError("a character shapes anime output, and --direction b2a makes photos")
+    inputs_found = gather_inputs(list(inputs))
+    names = [r.stem if [q.stem for q in references].count(r.stem) == 1 else f"{r.stem}-{i + 1}"
+             for i, r in enumerate(references)]
+    plans = [(reference, plan_jobs(inputs_found, reference_output(out, name, len(references), len(inputs_found))))
+             for reference, name in zip(references, names)] or [(None, plan_jobs(inputs_found, out))]
+    for _, jobs in plans:
+        check_writable(jobs)
+    reference_pictures = {reference: load_reference(reference) for reference in references}
+    translator = Translator.from_checkpoint(checkpoint, device, illust2vec_weights)
+    fixed = translator.tags_code([t.strip() for t in tags.split(",") if t.strip()]) if tags else None
+    report = TranslateReport()
+    for reference, jobs in plans:
+        character = translator.character_code(reference_pictures[reference]) if reference else fixed
+        if face:
+            part = translate_face_files(translator, jobs, direction, size, grid, not no_progress, character)
+        else:
+            part = translate_files(translator, jobs, direction, size, batch_size, grid, cycle,
+                                   not no_progress, character)
+        report.written += part.written
+        report.failed += part.failed
     click.echo(report.summary())
     if report.failed:
         sys.exit(1)
+
+
+def reference_output(out: Path | None, name: str, references: int, inputs: int) -> Path | None:
+    """Where the outputs for the reference called `name` go: OUT itself for a single reference;
+    with several, OUT's file name gets the reference's name (one input) or a subfolder per reference."""
+    if references == 1:
+        return out
+    if inputs == 1 and out is not None and out.suffix.lower() in SAVE_FORMATS and not out.is_dir():
+        return out.with_name(f"{out.stem}-{name}{out.suffix}")
+    return (out or Path("translated")) / name
+
+
+def load_reference(path: Path) -> Image.Image:
+    try:
+        return load_image(path)
+    except BadImage as exc:
+        raise UserError(f"reference character picture {exc}") from None

@@ -69,10 +69,14 @@ def to_picture(x: Tensor) -> Image.Image:
 class Translator:
     """A checkpoint's inference networks, loaded once, on one device."""
 
-    def __init__(self, cfg: RunConfig, state: dict, device: torch.device, source: str) -> None:
+    def __init__(self, cfg: RunConfig, state: dict, device: torch.device, source: str,
+                 illust2vec_weights: str | Path | None = None) -> None:
         self.cfg, self.device, self.source = cfg, device, source
         self.channels = int(state.get("image_channels", 3))
         self.model = cfg.model.name
+        self.character = getattr(cfg.model, "character", "none")
+        self.illust2vec_weights = illust2vec_weights or getattr(cfg.model, "illust2vec_weights", None)
+        self._tag_code: nn.Module | None = None
         try:
             if self.model == "twingan":
                 net: nn.Module = TwinGAN(cfg.model, self.channels)
@@ -86,12 +90,16 @@ class Translator:
         self.net = net.eval().requires_grad_(False).to(device)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Translator:
-        """Load a checkpoint file, or a run folder's newest checkpoint, onto `device` (auto, cpu, cuda)."""
+    def from_checkpoint(cls, path: str | Path, device: str = "auto",
+                        illust2vec_weights: str | Path | None = None) -> Translator:
+        """Load a checkpoint file, or a run folder's newest checkpoint, onto `device` (auto, cpu, cuda).
+
+        `illust2vec_weights` replaces the path recorded in a checkpoint trained with the illust2vec
+        character source (needed only to take the code of a reference picture)."""
         resolved = find_checkpoint(path)
         state = load_checkpoint(resolved)
         cfg = config_from_dict(state.get("config"), f"checkpoint {resolved}")
-        return cls(cfg, state, pick_device(device), str(resolved))
+        return cls(cfg, state, pick_device(device), str(resolved), illust2vec_weights)
 
     @property
     def resolution(self) -> int:
@@ -111,27 +119,70 @@ class Translator:
         if not ok:
             raise UserError(f"size {size} does not suit this {self.model} model: use {allowed}")
 
+    # ----------------------------------------------------------------- character codes
+    def _check_character(self, what: str) -> None:
+        if self.character == "none":
+            raise UserError(f"{what} needs a model trained with a character source (model.character learned or "
+                            f"illust2vec); checkpoint {self.source} has none")
+
+    @torch.no_grad()
+    def character_code(self, reference: Image.Image) -> Tensor:
+        """The (1, code) character code of an anime picture, from the source the model was trained with."""
+        self._check_character("a target character")
+        if self.character == "learned":
+            return self.net.character(self.prepare(reference)[None].to(self.device))
+        if self._tag_code is None:
+            from twingan.character import load_tag_code
+
+            self._tag_code = load_tag_code(self.illust2vec_weights, self.cfg.model.character_tags, self.device)
+        return self._tag_code(to_tensor(to_rgb(reference))[None].to(self.device))
+
+    def tags_code(self, tags: list[str]) -> Tensor:
+        """A (1, code) code with the named tags on and every other attribute off (illust2vec source)."""
+        self._check_character("--tags")
+        if self.character != "illust2vec":
+            raise UserError("--tags sets illust2vec attributes; this model learned its own character codes "
+                            "(model.character=learned): give a reference picture instead")
+        known = self.cfg.model.character_tags
+        unknown = [t for t in tags if t not in known]
+        if unknown:
+            raise UserError(f"tag(s) {', '.join(map(repr, unknown))} are not among this model's character tags: "
+                            f"{', '.join(known)}")
+        code = torch.zeros(1, len(known), device=self.device)
+        code[0, [known.index(t) for t in tags]] = 1.0
+        return code
+
     # ----------------------------------------------------------------- tensors in [-1, 1]
     @torch.no_grad()
-    def run(self, x: Tensor, direction: Direction = "a2b", cycle: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """NCHW in [-1, 1] at a valid size -> the translation (and, with `cycle`, its way back)."""
+    def run(self, x: Tensor, direction: Direction = "a2b", cycle: bool = False,
+            character: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+        """NCHW in [-1, 1] at a valid size -> the translation (and, with `cycle`, its way back).
+
+        `character` (a (1, code) or (N, code) code) shapes every anime output; without it a model
+        with a character source uses the mean code of its training pictures."""
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be a2b or b2a, not {direction!r}")
         self.check_size(x.shape[-1])
         src, dst = DIRECTIONS[direction]
+        if character is not None and dst != DOMAIN_B and not cycle:
+            raise UserError("a character shapes anime output, and this direction (b2a) makes photos")
         x = x.to(self.device, torch.float32)
-        out = self.one_way(x, src, dst)
+        out = self.one_way(x, src, dst, character)
         if not cycle:
             return out
-        return out, self.one_way(out, dst, src)
+        return out, self.one_way(out, dst, src, character)
 
-    def one_way(self, x: Tensor, src: int, dst: int) -> Tensor:
+    def one_way(self, x: Tensor, src: int, dst: int, character: Tensor | None = None) -> Tensor:
         """Domain `src` -> `dst` on NCHW in [-1, 1], without size checks (for export tracing)."""
-        if self.model == "twingan":
-            size = x.shape[-1]
-            latent, skips = self.net.encoder(x, src, size)
-            return self.net.generator(latent, skips, dst, size).clamp(-1, 1)
-        return self.net[src](x)
+        if self.model != "twingan":
+            return self.net[src](x)
+        size = x.shape[-1]
+        condition = None
+        if dst == DOMAIN_B and self.character != "none":
+            code = self.net.character_mean[None] if character is None else character.to(self.device, torch.float32)
+            condition = code.expand(x.shape[0], -1)
+        latent, skips = self.net.encoder(x, src, size)
+        return self.net.generator(latent, skips, dst, size, condition=condition).clamp(-1, 1)
 
     # ----------------------------------------------------------------- pictures
     def prepare(self, image: Image.Image, size: int | None = None) -> Tensor:
@@ -143,20 +194,26 @@ class Translator:
         return to_tensor(resize_for_model(image, size, self.cfg.data.resize))
 
     @overload
-    def translate(self, image: Image.Image, direction: Direction = "a2b", size: int | None = None) -> Image.Image: ...
+    def translate(self, image: Image.Image, direction: Direction = "a2b", size: int | None = None,
+                  character: Image.Image | Tensor | None = None) -> Image.Image: ...
 
     @overload
-    def translate(self, image: Tensor, direction: Direction = "a2b", size: int | None = None) -> Tensor: ...
+    def translate(self, image: Tensor, direction: Direction = "a2b", size: int | None = None,
+                  character: Image.Image | Tensor | None = None) -> Tensor: ...
 
-    def translate(self, image: Image.Image | Tensor, direction: Direction = "a2b",
-                  size: int | None = None) -> Image.Image | Tensor:
+    def translate(self, image: Image.Image | Tensor, direction: Direction = "a2b", size: int | None = None,
+                  character: Image.Image | Tensor | None = None) -> Image.Image | Tensor:
         """Translate one PIL picture (-> PIL) or a float tensor in [0, 1], CHW or NCHW (-> same layout).
 
         Output is `size` x `size` (default: the trained resolution); tensors are resized to it.
+        `character`: a reference anime picture (or a code from `character_code`/`tags_code`) whose
+        look the anime output takes.
         """
         size = size or self.resolution
+        if isinstance(character, Image.Image):
+            character = self.character_code(character)
         if isinstance(image, Image.Image):
-            out = self.run(self.prepare(image, size)[None], direction)[0]
+            out = self.run(self.prepare(image, size)[None], direction, character=character)[0]
             return to_picture(out.add(1).div(2).clamp(0, 1))
         if not isinstance(image, Tensor) or image.dim() not in (3, 4):
             raise TypeError("translate takes a PIL image or a float tensor of shape (C, H, W) or (N, C, H, W)")
@@ -166,5 +223,5 @@ class Translator:
         if batch.shape[-2:] != (size, size):
             batch = F.interpolate(batch.float(), size=(size, size), mode="bilinear", antialias=True,
                                   align_corners=False)
-        out = self.run(batch.float() * 2 - 1, direction).add(1).div(2).clamp(0, 1)
+        out = self.run(batch.float() * 2 - 1, direction, character=character).add(1).div(2).clamp(0, 1)
         return out[0] if image.dim() == 3 else out

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from twingan import distributed, losses
+from twingan.character import code_consistency, contrastive_loss, load_tag_code
 from twingan.config import Config
 from twingan.errors import UserError
 from twingan.networks import DOMAIN_A, DOMAIN_B, Discriminator, DomainBatchNorm2d, TwinGAN
@@ -65,10 +66,17 @@ class TwinGANRecipe:
         distributed.broadcast_parameters(self.net, ctx.dist)
         distributed.broadcast_parameters(self.discs, ctx.dist)
         self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
+        self.source = cfg.model.character
+        self.tag_code = (load_tag_code(cfg.model.illust2vec_weights, cfg.model.character_tags, ctx.device)
+                         if self.source == "illust2vec" else None)
         adam = {"lr": cfg.train.lr, "betas": (cfg.train.beta1, cfg.train.beta2), "eps": cfg.train.eps}
         switch = domain_switch_parameters(self.net)
-        switch_ids = {id(p) for p in switch}
-        rest = [p for p in self.net.parameters() if id(p) not in switch_ids]
+        apart = {id(p) for p in switch}
+        if self.source == "learned":
+            self.opt_c = torch.optim.Adam(self.net.character.parameters(), **adam)
+            self.scaler_c = ctx.grad_scaler()
+            apart |= {id(p) for p in self.net.character.parameters()}
+        rest = [p for p in self.net.parameters() if id(p) not in apart]
         self.opt_g = torch.optim.Adam([{"params": rest},
                                        {"params": switch, "lr": cfg.train.lr * cfg.train.domain_switch_lr_multiplier}],
                                       **adam)
@@ -82,20 +90,49 @@ class TwinGANRecipe:
         return self.cfg.train.lr
 
     # ----------------------------------------------------------------- one step
+    def _character_code(self, anime: Tensor, net: nn.Module) -> Tensor:
+        return self.tag_code(anime) if self.source == "illust2vec" else net.character(anime)
+
+    def _character_step(self, anime: Tensor) -> dict[str, float] | None:
+        """Learned source: one contrastive update of the character encoder; None when skipped."""
+        with self.ctx.autocast():
+            loss = contrastive_loss(self.net.character, anime)
+        values = self.ctx.finite({"character_contrastive": float(loss.detach())})
+        if values is not None:
+            self.ctx.update(loss * self.cfg.loss.character_contrastive, self.opt_c, self.net.character, self.scaler_c)
+        return values
+
     def _generator_pass(self, reals: list[Tensor], res: int, alpha: float) -> tuple[dict[str, Tensor], list, list]:
-        """All generator-side terms, plus the translations and reconstructions for the D step."""
+        """All generator-side terms, plus the translations and reconstructions for the D step.
+
+        With a character source, anime reconstruction is conditioned on the picture's own code and
+        photo -> anime on the code of another anime picture of the batch, which the translation
+        must then carry (the character term)."""
         enc, gen, w = self.net.encoder, self.net.generator, self.cfg.loss
+        own = target = None
+        if self.source != "none":
+            with torch.no_grad():
+                own = self._character_code(reals[DOMAIN_B], self.net)
+                self.net.character_mean.lerp_(own.float().mean(0), 0.01)
+            target = own.roll(1, 0)
+        conditions = {"recon": [None, own], "trans": [None, target]}
         codes = [enc(reals[d], d, res, alpha) for d in DOMAINS]
-        recon = [gen(*codes[d], d, res, alpha) for d in DOMAINS]
-        trans = [gen(*codes[1 - d], d, res, alpha) for d in DOMAINS]
+        recon = [gen(*codes[d], d, res, alpha, conditions["recon"][d]) for d in DOMAINS]
+        trans = [gen(*codes[1 - d], d, res, alpha, conditions["trans"][d]) for d in DOMAINS]
         recodes = [enc(trans[d], d, res, alpha) for d in DOMAINS]
         terms = {
             "reconstruction": sum(F.l1_loss(recon[d], reals[d]) for d in DOMAINS),
             "semantic": sum(F.l1_loss(recodes[d][0], codes[1 - d][0]) for d in DOMAINS),
             "translation_gan": sum(losses.generator_loss(self.discs[d](trans[d], res, alpha), w.gan) for d in DOMAINS),
         }
+        if target is not None and w.character > 0:
+            found = self._character_code(trans[DOMAIN_B], self.net)
+            terms["character"] = code_consistency(found, target, self.source)
+            with torch.no_grad():  # the same distance to another picture's code: what "not carried" looks like
+                terms["character_mismatch"] = code_consistency(found, target.roll(1, 0), self.source)
         if w.cycle > 0:
-            terms["cycle"] = sum(F.l1_loss(gen(*recodes[d], 1 - d, res, alpha), reals[1 - d]) for d in DOMAINS)
+            terms["cycle"] = sum(F.l1_loss(gen(*recodes[d], 1 - d, res, alpha, conditions["recon"][1 - d]),
+                                           reals[1 - d]) for d in DOMAINS)
         if self._reconstruction_gan_on(res):
             terms["reconstruction_gan"] = sum(
                 losses.generator_loss(self.discs[d](recon[d], res, alpha), w.gan) for d in DOMAINS)
@@ -126,15 +163,24 @@ class TwinGANRecipe:
         ctx, w = self.ctx, self.cfg.loss
         res, alpha = phase.resolution, phase.alpha(images_seen)
         weights = {"reconstruction": w.reconstruction, "semantic": w.semantic, "cycle": w.cycle,
-                   "translation_gan": w.translation_gan, "reconstruction_gan": w.reconstruction_gan}
+                   "translation_gan": w.translation_gan, "reconstruction_gan": w.reconstruction_gan,
+                   "character": w.character}
         reals = [fade_reals(x, alpha) for x in reals]
+        c_values: dict[str, float] = {}
+        if self.source == "learned" and w.character_contrastive > 0:
+            c_values = self._character_step(reals[DOMAIN_B])
+            if c_values is None:
+                return None
 
-        self.discs.requires_grad_(False)
+        frozen = [self.discs, *([self.net.character] if self.source == "learned" else [])]
+        for module in frozen:
+            module.requires_grad_(False)
         with ctx.autocast():
             g_terms, trans, recon = self._generator_pass(reals, res, alpha)
-            g_total = sum(weights[k] * v for k, v in g_terms.items())
+            g_total = sum(weights[k] * v for k, v in g_terms.items() if k in weights)
         g_values = ctx.finite(detached_values(g_terms))
-        self.discs.requires_grad_(True)
+        for module in frozen:
+            module.requires_grad_(True)
         if g_values is None:
             return None
         ctx.update(g_total, self.opt_g, self.net, self.scaler_g)
@@ -149,7 +195,7 @@ class TwinGANRecipe:
         if d_values is None:
             return None
         ctx.update(d_total, self.opt_d, self.discs, self.scaler_d)
-        return {**g_values, **d_values}
+        return {**c_values, **g_values, **d_values}
 
     @torch.no_grad()
     def update_ema(self, batch_images: int, images_seen: int) -> None:
@@ -166,18 +212,25 @@ class TwinGANRecipe:
 
     # ----------------------------------------------------------------- outputs and state
     def progress_note(self, phase: Phase, images_seen: int, values: dict[str, float]) -> str:
-        return f"{phase.name} a={phase.alpha(images_seen):.2f} rec={values['reconstruction']:.3f}"
+        note = f"{phase.name} a={phase.alpha(images_seen):.2f} rec={values['reconstruction']:.3f}"
+        return note + (f" chr={values['character']:.3f}" if "character" in values else "")
 
     @torch.no_grad()
     def sample_rows(self, inputs: list[Tensor], phase: Phase, images_seen: int) -> list[Tensor]:
-        """Per domain: real, translated, reconstructed, by the EMA networks, at the phase's size."""
+        """Per domain: real, translated, reconstructed, by the EMA networks, at the phase's size.
+        Photo -> anime uses the mean character code (what `translate` does without a reference),
+        anime reconstruction the picture's own."""
         res, alpha = phase.resolution, phase.alpha(images_seen)
         rows = []
         for d in DOMAINS:
             real = F.interpolate(inputs[d], size=(res, res), mode="area") if res < inputs[d].shape[-1] else inputs[d]
             latent, skips = self.ema.encoder(real, d, res, alpha)
-            rows += [real, self.ema.generator(latent, skips, 1 - d, res, alpha),
-                     self.ema.generator(latent, skips, d, res, alpha)]
+            mean = own = None
+            if self.source != "none":
+                mean = self.ema.character_mean.expand(real.shape[0], -1) if d == DOMAIN_A else None
+                own = self._character_code(real, self.ema) if d == DOMAIN_B else None
+            rows += [real, self.ema.generator(latent, skips, 1 - d, res, alpha, mean),
+                     self.ema.generator(latent, skips, d, res, alpha, own)]
         return rows
 
     def sync_buffers(self) -> None:
@@ -185,9 +238,12 @@ class TwinGANRecipe:
         distributed.average_buffers(self.ema, self.ctx.dist)
 
     def state_dict(self) -> dict:
-        return {"net": self.net.state_dict(), "ema": self.ema.state_dict(), "discs": self.discs.state_dict(),
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict()}
+        state = {"net": self.net.state_dict(), "ema": self.ema.state_dict(), "discs": self.discs.state_dict(),
+                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                 "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict()}
+        if self.source == "learned":
+            state |= {"opt_c": self.opt_c.state_dict(), "scaler_c": self.scaler_c.state_dict()}
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Raises KeyError/RuntimeError when the state is not this configuration's."""
@@ -198,3 +254,6 @@ class TwinGANRecipe:
         self.opt_d.load_state_dict(state["opt_d"])
         self.scaler_g.load_state_dict(state["scaler_g"])
         self.scaler_d.load_state_dict(state["scaler_d"])
+        if self.source == "learned":
+            self.opt_c.load_state_dict(state["opt_c"])
+            self.scaler_c.load_state_dict(state["scaler_c"])
