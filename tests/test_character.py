@@ -18,7 +18,7 @@ from illust2vec.convert import convert_caffemodel
 from twingan.cli import main
 from twingan.config import load_config
 from twingan.errors import UserError
-from twingan.networks import DOMAIN_A, TwinGAN
+from twingan.networks import DOMAIN_A, DomainBatchNorm2d, TwinGAN
 from twingan.training import Trainer
 from twingan.translator import Translator
 
@@ -123,8 +123,8 @@ def test_cli_writes_one_output_per_reference(tmp_path, runs):
     assert result.exit_code == 0, result.output
     made = sorted(p.name for p in tmp_path.iterdir())
     assert made == ["me-char_0.png", "me-char_2.png"]
-    api = Translator.from_checkpoint(runs["learned"], "cpu").translate(Image.open(photo).convert("RGB"),
-                                                                      character=Image.open(refs[0]).convert("RGB"))
+    translator = Translator.from_checkpoint(runs["learned"], "cpu")
+    api = translator.translate(Image.open(photo).convert("RGB"), character=Image.open(refs[0]).convert("RGB"))
     assert np.array_equal(np.asarray(api), np.asarray(Image.open(tmp_path / "me-char_0.png")))
     folder = CliRunner().invoke(main, ["translate", str(runs["learned"].parent / "a"), "-c", str(runs["learned"]),
                                        "-o", str(tmp_path / "out"), "--target-character", refs[0],
@@ -136,7 +136,6 @@ def test_cli_writes_one_output_per_reference(tmp_path, runs):
 
 def test_illust2vec_source_trains_and_takes_tags_and_references(tmp_path, runs):
     translator = Translator.from_checkpoint(runs["illust2vec"], "cpu")
-    photo = Image.open(sorted((runs["illust2vec"].parent / "a").iterdir())[0])
     code = translator.tags_code(["green hair", "glasses"])
     assert code.tolist() == [[1.0, 0.0, 1.0]]
     reference = Image.open(runs["illust2vec"].parent / "b" / "char_1.png")
@@ -181,3 +180,24 @@ def test_character_config_mistakes_are_named(tmp_path):
                                                               "illust2vec_weights": str(weights),
                                                               "character_tags": ["green hairs"]})),
                 tmp_path / "r3", progress=False)
+
+
+def test_a_character_model_exports_with_its_mean_code(tmp_path, runs):
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("onnxruntime")
+    result = CliRunner().invoke(main, ["export", "-c", str(runs["learned"]), "--onnx", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 0, result.output
+    assert "ONNX Runtime agrees with PyTorch" in result.output
+
+
+def test_character_parameters_have_their_own_optimisers(tmp_path):
+    """The encoder learns only from its contrastive loss; the character FCs at the domain-switch lr."""
+    preset = character_preset(tmp_path, model={"character": "learned", "condition_dim": 8})
+    recipe = Trainer(load_config(preset), tmp_path / "run", progress=False).recipe
+    rest, switch = (set(map(id, group["params"])) for group in recipe.opt_g.param_groups)
+    fcs = {id(p) for m in recipe.net.modules() if isinstance(m, DomainBatchNorm2d) and m.condition_dim
+           for p in (*m.fc_gamma.parameters(), *m.fc_beta.parameters())}
+    encoder = set(map(id, recipe.net.character.parameters()))
+    assert fcs and fcs <= switch
+    assert encoder == set(map(id, recipe.opt_c.param_groups[0]["params"]))
+    assert not encoder & (rest | switch)

@@ -75,7 +75,8 @@ def small_net(variant: str = "tag") -> Illust2VecNet:
 def test_caffemodel_round_trips_to_the_same_network(tmp_path, legacy, variant):
     net = small_net(variant)
     source = tmp_path / "m.caffemodel"
-    extra = {"encode2": [np.zeros((1539, 4096), np.float32), np.zeros(1539, np.float32)]} if variant == "feature" else {}
+    decoder = [np.zeros((1539, 4096), np.float32), np.zeros(1539, np.float32)]
+    extra = {"encode2": decoder} if variant == "feature" else {}
     source.write_bytes(caffemodel(net.state_dict(), legacy, extra))
     assert convert_caffemodel(source, tmp_path / "m.safetensors") == variant
     loaded = Illust2Vec.load(tmp_path / "m.safetensors")
@@ -91,10 +92,10 @@ def test_shape_mismatch_is_refused_naming_the_layer(tmp_path):
     state = small_net().state_dict()
     state["conv3_2.weight"] = torch.zeros(8, 7, 3, 3)
     (tmp_path / "m.caffemodel").write_bytes(caffemodel(state, legacy=True))
-    result = CliRunner().invoke(main, ["convert", str(tmp_path / "m.caffemodel"), "-o", str(tmp_path / "o.safetensors")])
+    result = CliRunner().invoke(main, ["convert", str(tmp_path / "m.caffemodel"), "-o", str(tmp_path / "o.st")])
     assert result.exit_code == 1
     assert "layer conv3_2 weight" in result.output and "(8, 7, 3, 3)" in result.output
-    assert not (tmp_path / "o.safetensors").exists()
+    assert not (tmp_path / "o.st").exists()
 
 
 def test_unknown_and_missing_layers_are_refused_by_name(tmp_path):
@@ -188,4 +189,3 @@ def test_preprocessing_is_the_originals():
     assert x.shape == (1, 3, 224, 224)
     expected = torch.tensor([0.0, 127.5, 255.0]) - torch.tensor(MEAN_BGR)  # BGR order
     torch.testing.assert_close(x[0, :, 100, 100], expected.float())
-

@@ -37,8 +37,11 @@ def fade_reals(x: Tensor, alpha: float) -> Tensor:
 
 
 def domain_switch_parameters(net: nn.Module) -> list[nn.Parameter]:
-    """The per-domain batch-norm scales and shifts: the only parameters that tell the domains apart."""
-    return [p for m in net.modules() if isinstance(m, DomainBatchNorm2d) for p in m.norms.parameters()]
+    """The per-domain batch-norm scales and shifts, the only parameters that tell the domains apart,
+    and the character FCs that shift them per character: all O(1) modulations that learn far more
+    slowly than the conv weights at one shared lr. (With the FCs at the shared lr a 32 px run's
+    outputs followed the reference's colour 44% of the time, against 69% with them here.)"""
+    return [p for m in net.modules() if isinstance(m, DomainBatchNorm2d) for p in m.parameters()]
 
 
 class TwinGANRecipe:
