@@ -29,7 +29,9 @@ class _Group(click.Group):
 
     lazy = {"prepare": "twingan.prepare:prepare_command",
             "translate": "twingan.translate_files:translate_command",
-            "export": "twingan.export:export_command"}
+            "export": "twingan.export:export_command",
+            "index": "twingan.neighbors:index_command",
+            "neighbors": "twingan.neighbors:neighbors_command"}
     resolved: str | None = None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -150,11 +152,11 @@ def train_command(preset: str | None, overrides: tuple[str, ...], domain_a: Path
                    f"run folder: {trainer.run_dir}{stopped}")
 
 
-QUICK_EXIT_COMMANDS = {"translate"}
+QUICK_EXIT_COMMANDS = {"translate", "neighbors"}
 
 
 def entry() -> None:
-    """The console script. After `translate` it leaves with os._exit once its output is flushed:
+    """The console script. After `translate` and `neighbors` it leaves with os._exit once its output is flushed:
     tearing down the interpreter's torch module graph takes 0.6-0.8 s on a 2-core machine, a quarter
     of a one-photo translation, and nothing the command made depends on it (pictures are already
     renamed into place). Other commands, whose data-loader workers and writers rely on a normal

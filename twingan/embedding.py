@@ -1,0 +1,86 @@
+"""Pictures -> shared-latent vectors: Twin-GAN's EMA encoder, each domain with its own norm set.
+
+Photos and anime pictures meet in one latent space (the encoder's 4x4xC output), which is what
+makes "which anime characters look like me?" answerable by a nearest-neighbour search.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from twingan.data.images import BadImage, load_image
+from twingan.errors import UserError
+from twingan.networks import DOMAIN_A, DOMAIN_B
+from twingan.translator import Translator
+
+DOMAINS = {"a": DOMAIN_A, "b": DOMAIN_B}
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Embedded:
+    """Vectors for the pictures that loaded, in order, and the ones that did not."""
+
+    vectors: np.ndarray
+    paths: list[Path] = field(default_factory=list)
+    hashes: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+class Embedder:
+    """The encoder half of a Twin-GAN checkpoint."""
+
+    def __init__(self, translator: Translator) -> None:
+        if translator.model != "twingan":
+            raise UserError(f"checkpoint {translator.source} is a {translator.model} model; the shared-latent "
+                            "search needs Twin-GAN (CycleGAN's two generators share no latent space)")
+        self.translator = translator
+        self.resolution = translator.resolution
+
+    @property
+    def dim(self) -> int:
+        return int(self.embed(torch.zeros(1, self.translator.channels, self.resolution, self.resolution), "a").shape[1])
+
+    @torch.no_grad()
+    def embed(self, batch: torch.Tensor, domain: str) -> np.ndarray:
+        """NCHW in [-1, 1] at the model's size -> (N, 4*4*C) float32."""
+        latent, _ = self.translator.net.encoder(batch.to(self.translator.device), DOMAINS[domain], self.resolution)
+        return latent.flatten(1).float().cpu().numpy()
+
+    def embed_picture(self, picture: Image.Image, domain: str) -> np.ndarray:
+        return self.embed(self.translator.prepare(picture)[None], domain)
+
+    def embed_files(self, paths: list[Path], domain: str, batch_size: int = 32, progress: bool = True) -> Embedded:
+        """Embed pictures in batches; unreadable ones are listed in `failed`, not fatal."""
+        out = Embedded(np.zeros((0, 0), np.float32))
+        chunks = []
+        label = {"a": "photos (a)", "b": "anime (b)"}[domain]
+        with tqdm(total=len(paths), unit="picture", desc=f"encoding {label}", disable=not progress) as bar:
+            for start in range(0, len(paths), batch_size):
+                ready = []
+                for path in paths[start:start + batch_size]:
+                    try:
+                        ready.append(self.translator.prepare(load_image(path, grayscale=self.translator.channels == 1)))
+                        out.paths.append(path)
+                        out.hashes.append(file_sha256(path))
+                    except BadImage as exc:
+                        out.failed.append(str(exc))
+                    bar.update(1)
+                if ready:
+                    chunks.append(self.embed(torch.stack(ready), domain))
+        out.vectors = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+        return out

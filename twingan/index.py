@@ -1,0 +1,285 @@
+"""A searchable, growable index of shared-latent vectors: FAISS for the vectors, SQLite for the rest.
+
+An index is a folder:
+
+* `meta.sqlite`: the settings (checkpoint path and SHA-256, embedding settings, FAISS factory
+  strings, which vector files are current), the fitted PCA, and one row per picture (id, domain,
+  path, SHA-256 of the file). Row ids are the FAISS ids, so a hit maps straight back to its picture.
+* `a-<generation>.faiss`, `b-<generation>.faiss`: one FAISS index per domain, written with
+  faiss.write_index, so a domain filter is a choice of index rather than a post-filter.
+
+Writes never damage a good index: new vector files get a new generation name, then meta.sqlite is
+replaced in one rename (it is the only file that says which vector files are current), and only
+then are the old vector files removed. A crash at any point leaves a complete index behind.
+
+Vectors are reduced by PCA (scikit-learn, fitted on both domains together so they stay in one
+space) when asked, then L2-normalised for cosine similarity (the default) and searched with
+inner product; without normalisation, with L2. Collections up to FLAT_LIMIT per domain get an
+exact Flat index; larger ones HNSW, unless a factory string is given.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from twingan.atomic import atomic_path
+from twingan.errors import UserError
+
+FORMAT = "twingan-index"
+VERSION = 1
+FLAT_LIMIT = 50_000
+LARGE_FACTORY = "HNSW32"
+HNSW_EF_SEARCH = 128
+DOMAIN_NAMES = ("a", "b")
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """What a query must match to be comparable with the stored vectors."""
+
+    checkpoint: str
+    checkpoint_sha256: str
+    resolution: int
+    latent_dim: int
+    pca_dim: int | None
+    normalize: bool
+
+
+@dataclass(frozen=True)
+class Hit:
+    rank: int
+    domain: str
+    distance: float
+    path: str
+    id: int
+
+
+def default_factory(count: int) -> str:
+    return "Flat" if count <= FLAT_LIMIT else LARGE_FACTORY
+
+
+class Index:
+    """An opened index folder."""
+
+    def __init__(self, path: Path, settings: IndexSettings, factories: dict[str, str],
+                 indexes: dict[str, faiss.Index], pca: tuple[np.ndarray, np.ndarray] | None,
+                 db: sqlite3.Connection) -> None:
+        self.path, self.settings, self.factories = path, settings, factories
+        self.indexes, self.pca, self.db = indexes, pca, db
+        self._embedder = None
+
+    # ----------------------------------------------------------------- vectors
+    @property
+    def dim(self) -> int:
+        return self.settings.pca_dim or self.settings.latent_dim
+
+    def transform(self, vectors: np.ndarray) -> np.ndarray:
+        """Latent vectors -> the stored space: PCA, then L2 normalisation (as recorded)."""
+        x = np.ascontiguousarray(vectors, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.settings.latent_dim:
+            raise ValueError(f"vectors must be (N, {self.settings.latent_dim}), got {x.shape}")
+        if self.pca is not None:
+            mean, components = self.pca
+            x = (x - mean) @ components.T
+        if self.settings.normalize:
+            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def count(self, domain: str | None = None) -> int:
+        if domain is None:
+            return sum(int(i.ntotal) for i in self.indexes.values())
+        return int(self.indexes[domain].ntotal)
+
+    # ----------------------------------------------------------------- building
+    @classmethod
+    def create(cls, path: str | Path, settings: IndexSettings, vectors: dict[str, np.ndarray],
+               factory: str | None = None) -> Index:
+        """A new, empty index whose PCA (if any) is fitted on `vectors` of both domains."""
+        path = Path(path)
+        if path.exists() and not (path / "meta.sqlite").exists() and any(path.iterdir()):
+            raise UserError(f"{path} exists and is not a TwinGAN index: choose another -o")
+        both = np.concatenate([v for v in vectors.values() if len(v)])
+        pca = None
+        if settings.pca_dim:
+            if settings.pca_dim > min(both.shape):
+                raise UserError(f"--pca {settings.pca_dim} is more than the data allows (at most "
+                                f"{min(both.shape)} for {both.shape[0]} pictures of {both.shape[1]} numbers)")
+            from sklearn.decomposition import PCA
+
+            fitted = PCA(settings.pca_dim, svd_solver="randomized", random_state=0).fit(both)
+            pca = (fitted.mean_.astype(np.float32), fitted.components_.astype(np.float32))
+        db = sqlite3.connect(":memory:")
+        db.executescript("""
+            CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE arrays (name TEXT PRIMARY KEY, shape TEXT NOT NULL, data BLOB NOT NULL);
+            CREATE TABLE pictures (id INTEGER PRIMARY KEY, domain TEXT NOT NULL, path TEXT NOT NULL,
+                                   sha256 TEXT NOT NULL);
+            CREATE INDEX pictures_by_file ON pictures (domain, path, sha256);
+        """)
+        factories = {d: factory or default_factory(len(vectors.get(d, ()))) for d in DOMAIN_NAMES}
+        metric = faiss.METRIC_INNER_PRODUCT if settings.normalize else faiss.METRIC_L2
+        dim = settings.pca_dim or settings.latent_dim
+        try:
+            indexes = {d: faiss.index_factory(dim, f"IDMap2,{factories[d]}", metric) for d in DOMAIN_NAMES}
+        except RuntimeError as exc:
+            reason = str(exc).splitlines()[0][:200]
+            raise UserError(f"FAISS factory string {factory!r} is not valid: {reason}") from None
+        index = cls(path, settings, factories, indexes, pca, db)
+        for d in DOMAIN_NAMES:
+            sample = vectors.get(d)
+            if not indexes[d].is_trained and sample is not None and len(sample):
+                indexes[d].train(index.transform(sample))
+        return index
+
+    def contains(self, domain: str, path: str, sha256: str) -> bool:
+        row = self.db.execute("SELECT 1 FROM pictures WHERE domain = ? AND path = ? AND sha256 = ?",
+                              (domain, path, sha256)).fetchone()
+        return row is not None
+
+    def add(self, domain: str, vectors: np.ndarray, paths: list[str], hashes: list[str]) -> int:
+        """Append pictures of one domain; returns how many were added."""
+        if not len(paths):
+            return 0
+        index = self.indexes[domain]
+        if not index.is_trained:
+            index.train(self.transform(vectors))
+        start = (self.db.execute("SELECT MAX(id) FROM pictures").fetchone()[0] or 0) + 1
+        ids = np.arange(start, start + len(paths), dtype=np.int64)
+        self.db.executemany("INSERT INTO pictures (id, domain, path, sha256) VALUES (?, ?, ?, ?)",
+                            [(int(i), domain, p, h) for i, p, h in zip(ids, paths, hashes)])
+        index.add_with_ids(self.transform(vectors), ids)
+        return len(paths)
+
+    def save(self) -> None:
+        """Write atomically (see the module docstring): vectors under new names, then the metadata."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        generation = uuid.uuid4().hex[:12]
+        files = {d: f"{d}-{generation}.faiss" for d in DOMAIN_NAMES}
+        try:
+            for d, name in files.items():
+                with atomic_path(self.path / name) as tmp:
+                    faiss.write_index(self.indexes[d], str(tmp))
+            self._put_settings(files)
+            with atomic_path(self.path / "meta.sqlite") as tmp:
+                target = sqlite3.connect(tmp)
+                self.db.backup(target)
+                target.close()
+        except BaseException:
+            for name in files.values():
+                (self.path / name).unlink(missing_ok=True)
+            raise
+        for stale in self.path.glob("*.faiss"):  # the previous generation, and leftovers of a killed run
+            if stale.name not in files.values():
+                stale.unlink(missing_ok=True)
+
+    def _put_settings(self, files: dict[str, str]) -> None:
+        values = {"format": FORMAT, "version": VERSION, "settings": asdict(self.settings),
+                  "factories": self.factories, "files": files}
+        self.db.executemany("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)",
+                            [(k, json.dumps(v)) for k, v in values.items()])
+        if self.pca is not None:
+            self.db.executemany("INSERT OR REPLACE INTO arrays (name, shape, data) VALUES (?, ?, ?)",
+                                [(name, json.dumps(a.shape), a.astype(np.float32).tobytes())
+                                 for name, a in zip(("pca_mean", "pca_components"), self.pca)])
+        self.db.commit()
+
+    # ----------------------------------------------------------------- opening and searching
+    @classmethod
+    def open(cls, path: str | Path) -> Index:
+        """Open an index folder; a missing, foreign or damaged one is refused with one sentence."""
+        path = Path(path)
+        meta = path / "meta.sqlite"
+        if not meta.is_file():
+            raise UserError(f"index {path} does not exist (no {meta.name} in it); build one with `twingan index build`")
+        try:
+            on_disk = sqlite3.connect(f"file:{meta}?mode=ro", uri=True)
+            db = sqlite3.connect(":memory:")
+            on_disk.backup(db)
+            on_disk.close()
+            values = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM settings")}
+            arrays = {name: np.frombuffer(data, np.float32).reshape(json.loads(shape))
+                      for name, shape, data in db.execute("SELECT name, shape, data FROM arrays")}
+        except (sqlite3.DatabaseError, json.JSONDecodeError, ValueError) as exc:
+            raise UserError(f"index {path} is damaged: {meta.name} cannot be read ({exc})") from None
+        if values.get("format") != FORMAT:
+            raise UserError(f"{path} is not a TwinGAN index")
+        if values.get("version") != VERSION:
+            raise UserError(f"index {path} has format version {values.get('version')}; this TwinGAN reads {VERSION}")
+        indexes = {}
+        for d, name in values["files"].items():
+            try:
+                indexes[d] = faiss.read_index(str(path / name))
+            except RuntimeError:
+                raise UserError(f"index {path} is damaged: vector file {name} is missing, truncated or corrupt; "
+                                "rebuild it with `twingan index build`") from None
+            stored = db.execute("SELECT COUNT(*) FROM pictures WHERE domain = ?", (d,)).fetchone()[0]
+            if stored != indexes[d].ntotal:
+                raise UserError(f"index {path} is damaged: {name} holds {indexes[d].ntotal} vectors but the "
+                                f"metadata lists {stored} pictures; rebuild it")
+            if hasattr(indexes[d], "index") and isinstance(faiss.downcast_index(indexes[d].index), faiss.IndexHNSW):
+                faiss.downcast_index(indexes[d].index).hnsw.efSearch = HNSW_EF_SEARCH
+        pca = (arrays["pca_mean"], arrays["pca_components"]) if "pca_mean" in arrays else None
+        return cls(path, IndexSettings(**values["settings"]), values["factories"], indexes, pca, db)
+
+    def embedder(self, checkpoint: str | Path | None = None, device: str = "auto"):
+        """The encoder that made this index's vectors (its recorded checkpoint, or `checkpoint` if the
+        file moved); a different checkpoint is refused, since its vectors would not be comparable."""
+        from twingan.checkpoint import find_checkpoint
+        from twingan.embedding import Embedder, file_sha256
+        from twingan.translator import Translator
+
+        if self._embedder is not None and checkpoint is None:
+            return self._embedder
+        recorded = self.settings.checkpoint
+        if checkpoint is None and not Path(recorded).exists():
+            raise UserError(f"index {self.path} was built with checkpoint {recorded}, which is not there any more: "
+                            "give its new place with --checkpoint")
+        path = find_checkpoint(checkpoint or recorded)
+        if file_sha256(path) != self.settings.checkpoint_sha256:
+            raise UserError(f"checkpoint {path} is not the one index {self.path} was built with ({recorded}, "
+                            f"SHA-256 {self.settings.checkpoint_sha256[:12]}...): its vectors would not be "
+                            "comparable; use that checkpoint or build a new index")
+        self._embedder = Embedder(Translator.from_checkpoint(path, device))
+        return self._embedder
+
+    def search(self, image, k: int = 8, domain: str = "both", query_domain: str = "a") -> list[Hit]:
+        """The k nearest pictures of `domain` (a, b or both: k of each) to a PIL picture of `query_domain`."""
+        vector = self.transform(self.embedder().embed_picture(image, query_domain))
+        domains = DOMAIN_NAMES if domain == "both" else (domain,)
+        return [hit for d in domains for hit in self.search_vectors(vector, k, d)[0]]
+
+    def search_vectors(self, vectors: np.ndarray, k: int, domain: str) -> list[list[Hit]]:
+        """Top k of one domain for each (already transformed) query vector."""
+        index = self.indexes[domain]
+        if index.ntotal == 0:
+            return [[] for _ in range(len(vectors))]
+        scores, ids = index.search(np.ascontiguousarray(vectors, np.float32), min(k, int(index.ntotal)))
+        results = []
+        for row_scores, row_ids in zip(scores, ids):
+            found = [int(i) for i in row_ids if i >= 0]
+            paths = dict(self.db.execute(
+                f"SELECT id, path FROM pictures WHERE id IN ({','.join('?' * len(found))})", found).fetchall())
+            results.append([Hit(rank + 1, domain, self._distance(float(s)), paths[i], i)
+                            for rank, (s, i) in enumerate(zip(row_scores, found))])
+        return results
+
+    def _distance(self, score: float) -> float:
+        """Cosine distance (1 - similarity) when normalised, Euclidean distance otherwise."""
+        return 1.0 - score if self.settings.normalize else float(np.sqrt(max(score, 0.0)))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def describe(index: Index) -> str:
+    s = index.settings
+    reduce = f"PCA {s.latent_dim} -> {s.pca_dim}" if s.pca_dim else f"{s.latent_dim} numbers"
+    return (f"{index.count('a'):,} photos (a), {index.count('b'):,} anime pictures (b); {reduce}, "
+            f"{'cosine' if s.normalize else 'Euclidean'}; FAISS {index.factories['a']} / {index.factories['b']}")
