@@ -28,9 +28,15 @@ def settings(dim: int = 16, pca: int | None = None, normalize: bool = True) -> I
     return IndexSettings("none.pt", "0" * 64, 8, dim, pca, normalize)
 
 
+def clustered(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Vectors in 50 clusters, as embeddings come, rather than isotropic noise."""
+    centres = rng.normal(size=(50, 16))
+    return (centres[rng.integers(0, 50, n)] + 0.4 * rng.normal(size=(n, 16))).astype(np.float32)
+
+
 def filled(path: Path, rng: np.random.Generator, pca: int | None = None, normalize: bool = True,
            factory: str | None = None, n: int = 200) -> tuple[Index, dict[str, np.ndarray]]:
-    vectors = {d: rng.normal(size=(n, 16)).astype(np.float32) for d in "ab"}
+    vectors = {d: clustered(n, rng) for d in "ab"}
     index = Index.create(path, settings(pca=pca, normalize=normalize), vectors, factory)
     for d, v in vectors.items():
         index.add(d, v, [f"{d}/{i}.png" for i in range(len(v))], [f"h{i}" for i in range(len(v))])
@@ -42,7 +48,7 @@ def test_exact_index_agrees_with_brute_force(tmp_path, pca, normalize):
     rng = np.random.default_rng(0)
     index, vectors = filled(tmp_path / "ix", rng, pca, normalize)
     queries = rng.normal(size=(20, 16)).astype(np.float32)
-    stored, asked = index.transform(vectors["b"]), index.transform(queries)
+    stored, asked = index.transform(vectors["b"], "b"), index.transform(queries, "b")
     metric = "cosine" if normalize else "euclidean"
     exact = NearestNeighbors(n_neighbors=5, metric=metric, algorithm="brute").fit(stored)
     distances, expected = exact.kneighbors(asked)
@@ -56,25 +62,28 @@ def test_domain_filter_and_persistence_round_trip(tmp_path):
     rng = np.random.default_rng(1)
     index, vectors = filled(tmp_path / "ix", rng, pca=8)
     index.save()
-    queries = index.transform(vectors["a"][:3])
+    queries = index.transform(vectors["a"][:3], "a")
     before = index.search_vectors(queries, 4, "a")
     reopened = Index.open(tmp_path / "ix")
     assert reopened.search_vectors(queries, 4, "a") == before
     assert [h.path for h in before[0]][0] == "a/0.png" and before[0][0].distance == pytest.approx(0, abs=1e-5)
     assert all(h.domain == "b" for h in reopened.search_vectors(queries, 4, "b")[0])
     assert reopened.count("a") == reopened.count("b") == 200
-    np.testing.assert_array_equal(reopened.pca[1], index.pca[1])
+    for name in ("center_a", "center_b", "pca_mean", "pca_components"):
+        np.testing.assert_array_equal(reopened.arrays[name], index.arrays[name])
 
 
-def test_large_collections_get_hnsw_with_high_recall(tmp_path, monkeypatch):
+@pytest.mark.parametrize("factory", [None, "HNSW32"])
+def test_large_collections_get_an_approximate_index_with_high_recall(tmp_path, monkeypatch, factory):
     monkeypatch.setattr(index_module, "FLAT_LIMIT", 100)
     rng = np.random.default_rng(2)
-    index, vectors = filled(tmp_path / "ix", rng, n=500)
-    assert index.factories == {"a": "HNSW32", "b": "HNSW32"}
+    index, vectors = filled(tmp_path / "ix", rng, n=2000, factory=factory)
+    assert index.factories == {d: factory or "IVF128,Flat" for d in "ab"}
     index.save()
     reopened = Index.open(tmp_path / "ix")
-    queries = reopened.transform(rng.normal(size=(50, 16)).astype(np.float32))
-    exact = NearestNeighbors(n_neighbors=10, metric="cosine", algorithm="brute").fit(reopened.transform(vectors["a"]))
+    queries = reopened.transform(clustered(50, rng), "a")
+    exact = NearestNeighbors(n_neighbors=10, metric="cosine", algorithm="brute")
+    exact.fit(reopened.transform(vectors["a"], "a"))
     truth = exact.kneighbors(queries, return_distance=False)
     found = reopened.search_vectors(queries, 10, "a")
     recall = np.mean([len({f"a/{i}.png" for i in t} & {h.path for h in f}) / 10 for t, f in zip(truth, found)])
@@ -189,3 +198,14 @@ def test_another_checkpoint_and_cyclegan_are_refused(tmp_path, world):
     assert cyc.exit_code == 1 and "needs Twin-GAN" in cyc.output
     bad_factory = build(world, tmp_path / "f", "--factory", "NoSuchIndex7")
     assert bad_factory.exit_code == 1 and "factory string" in bad_factory.output
+
+
+def test_each_domain_is_centred_on_its_own_mean(tmp_path):
+    """Two domains with the same layout in different places: a photo finds its anime counterpart."""
+    base = np.random.default_rng(5).normal(size=(50, 16)).astype(np.float32)
+    vectors = {"a": base + 10.0, "b": base - 3.0}
+    index = Index.create(tmp_path / "ix", settings(), vectors)
+    for d, v in vectors.items():
+        index.add(d, v, [f"{d}/{i}.png" for i in range(len(v))], [""] * len(v))
+    hits = index.search_vectors(index.transform(vectors["a"][:5], "a"), 1, "b")
+    assert [h[0].path for h in hits] == [f"b/{i}.png" for i in range(5)]

@@ -12,15 +12,20 @@ Writes never damage a good index: new vector files get a new generation name, th
 replaced in one rename (it is the only file that says which vector files are current), and only
 then are the old vector files removed. A crash at any point leaves a complete index behind.
 
-Vectors are reduced by PCA (scikit-learn, fitted on both domains together so they stay in one
-space) when asked, then L2-normalised for cosine similarity (the default) and searched with
-inner product; without normalisation, with L2. Collections up to FLAT_LIMIT per domain get an
-exact Flat index; larger ones HNSW, unless a factory string is given.
+Each domain's vectors are first centred on that domain's mean (recorded at build time): the two
+domains sit apart in the latent space, and uncentred nearly all vectors point the same way
+(cosine distances of 0.001 to 0.008 between any two pictures with twingan_cpu_64); centred, a
+picture is compared by where it sits within its own domain, which is what makes a photo's anime
+neighbours meaningful. Then, when asked, a PCA (scikit-learn, fitted on both centred domains
+together so they stay in one space), then L2 normalisation for cosine similarity (the default,
+searched with inner product; without it, L2). Collections up to FLAT_LIMIT per domain get an
+exact Flat index; larger ones an inverted file (IVF), unless a factory string is given.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import uuid
 from dataclasses import asdict, dataclass
@@ -35,8 +40,12 @@ from twingan.errors import UserError
 FORMAT = "twingan-index"
 VERSION = 1
 FLAT_LIMIT = 50_000
-LARGE_FACTORY = "HNSW32"
-HNSW_EF_SEARCH = 128
+HNSW_EF_SEARCH = 256
+HNSW_EF_CONSTRUCTION = 100
+IVF_PROBE_SHARE = 64
+"""An IVF index searches 1/64 of its lists (at least 32): recall@10 0.99 at 1M vectors."""
+TRAIN_PER_LIST = 64
+"""k-means for an IVF index sees at most 64 vectors a list (FAISS warns below 39)."""
 DOMAIN_NAMES = ("a", "b")
 
 
@@ -62,17 +71,32 @@ class Hit:
 
 
 def default_factory(count: int) -> str:
-    return "Flat" if count <= FLAT_LIMIT else LARGE_FACTORY
+    """Exact Flat for small collections; above FLAT_LIMIT an inverted file with about 4 sqrt(N)
+    lists (FAISS's rule of thumb), which beat HNSW32 on the benchmark's 1M vectors in build time
+    (30 s against 131 s) and in recall at the same latency."""
+    if count <= FLAT_LIMIT:
+        return "Flat"
+    return f"IVF{2 ** round(math.log2(4 * math.sqrt(count)))},Flat"
+
+
+def tune_search(index: faiss.Index) -> None:
+    """Search breadth, which index files do not keep: FAISS's defaults (HNSW efSearch 16, IVF
+    nprobe 1) gave recall@10 of 0.54 and less on the benchmark's 100k vectors."""
+    inner = faiss.downcast_index(index.index) if hasattr(index, "index") else index
+    if isinstance(inner, faiss.IndexHNSW):
+        inner.hnsw.efSearch = HNSW_EF_SEARCH
+        inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    elif isinstance(inner, faiss.IndexIVF):
+        inner.nprobe = min(inner.nlist, max(32, inner.nlist // IVF_PROBE_SHARE))
 
 
 class Index:
     """An opened index folder."""
 
     def __init__(self, path: Path, settings: IndexSettings, factories: dict[str, str],
-                 indexes: dict[str, faiss.Index], pca: tuple[np.ndarray, np.ndarray] | None,
-                 db: sqlite3.Connection) -> None:
+                 indexes: dict[str, faiss.Index], arrays: dict[str, np.ndarray], db: sqlite3.Connection) -> None:
         self.path, self.settings, self.factories = path, settings, factories
-        self.indexes, self.pca, self.db = indexes, pca, db
+        self.indexes, self.arrays, self.db = indexes, arrays, db
         self._embedder = None
 
     # ----------------------------------------------------------------- vectors
@@ -80,14 +104,14 @@ class Index:
     def dim(self) -> int:
         return self.settings.pca_dim or self.settings.latent_dim
 
-    def transform(self, vectors: np.ndarray) -> np.ndarray:
-        """Latent vectors -> the stored space: PCA, then L2 normalisation (as recorded)."""
+    def transform(self, vectors: np.ndarray, domain: str) -> np.ndarray:
+        """Latent vectors of `domain` -> the stored space: centring, PCA, L2 normalisation (as recorded)."""
         x = np.ascontiguousarray(vectors, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.settings.latent_dim:
             raise ValueError(f"vectors must be (N, {self.settings.latent_dim}), got {x.shape}")
-        if self.pca is not None:
-            mean, components = self.pca
-            x = (x - mean) @ components.T
+        x = x - self.arrays[f"center_{domain}"]
+        if "pca_components" in self.arrays:
+            x = (x - self.arrays["pca_mean"]) @ self.arrays["pca_components"].T
         if self.settings.normalize:
             x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         return np.ascontiguousarray(x, dtype=np.float32)
@@ -101,12 +125,14 @@ class Index:
     @classmethod
     def create(cls, path: str | Path, settings: IndexSettings, vectors: dict[str, np.ndarray],
                factory: str | None = None) -> Index:
-        """A new, empty index whose PCA (if any) is fitted on `vectors` of both domains."""
+        """A new, empty index whose centring and PCA (if any) are fitted on `vectors` of both domains."""
         path = Path(path)
         if path.exists() and not (path / "meta.sqlite").exists() and any(path.iterdir()):
             raise UserError(f"{path} exists and is not a TwinGAN index: choose another -o")
-        both = np.concatenate([v for v in vectors.values() if len(v)])
-        pca = None
+        present = {d: np.asarray(v, np.float32) for d, v in vectors.items() if len(v)}
+        overall = np.concatenate(list(present.values())).mean(0)
+        arrays = {f"center_{d}": present[d].mean(0) if d in present else overall for d in DOMAIN_NAMES}
+        both = np.concatenate([v - arrays[f"center_{d}"] for d, v in present.items()])
         if settings.pca_dim:
             if settings.pca_dim > min(both.shape):
                 raise UserError(f"--pca {settings.pca_dim} is more than the data allows (at most "
@@ -114,7 +140,8 @@ class Index:
             from sklearn.decomposition import PCA
 
             fitted = PCA(settings.pca_dim, svd_solver="randomized", random_state=0).fit(both)
-            pca = (fitted.mean_.astype(np.float32), fitted.components_.astype(np.float32))
+            arrays |= {"pca_mean": fitted.mean_, "pca_components": fitted.components_}
+        arrays = {name: np.ascontiguousarray(a, np.float32) for name, a in arrays.items()}
         db = sqlite3.connect(":memory:")
         db.executescript("""
             CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -131,12 +158,21 @@ class Index:
         except RuntimeError as exc:
             reason = str(exc).splitlines()[0][:200]
             raise UserError(f"FAISS factory string {factory!r} is not valid: {reason}") from None
-        index = cls(path, settings, factories, indexes, pca, db)
-        for d in DOMAIN_NAMES:
-            sample = vectors.get(d)
-            if not indexes[d].is_trained and sample is not None and len(sample):
-                indexes[d].train(index.transform(sample))
+        for built in indexes.values():
+            tune_search(built)
+        index = cls(path, settings, factories, indexes, arrays, db)
+        for d, sample in present.items():
+            if not indexes[d].is_trained:
+                index.train(d, sample)
         return index
+
+    def train(self, domain: str, vectors: np.ndarray) -> None:
+        """Fit a trainable index (IVF's k-means) on a fixed random sample of `vectors`."""
+        inner = faiss.downcast_index(self.indexes[domain].index)
+        limit = TRAIN_PER_LIST * inner.nlist if isinstance(inner, faiss.IndexIVF) else len(vectors)
+        if len(vectors) > limit:
+            vectors = vectors[np.random.default_rng(0).choice(len(vectors), limit, replace=False)]
+        self.indexes[domain].train(self.transform(vectors, domain))
 
     def contains(self, domain: str, path: str, sha256: str) -> bool:
         row = self.db.execute("SELECT 1 FROM pictures WHERE domain = ? AND path = ? AND sha256 = ?",
@@ -149,12 +185,12 @@ class Index:
             return 0
         index = self.indexes[domain]
         if not index.is_trained:
-            index.train(self.transform(vectors))
+            self.train(domain, vectors)
         start = (self.db.execute("SELECT MAX(id) FROM pictures").fetchone()[0] or 0) + 1
         ids = np.arange(start, start + len(paths), dtype=np.int64)
         self.db.executemany("INSERT INTO pictures (id, domain, path, sha256) VALUES (?, ?, ?, ?)",
                             [(int(i), domain, p, h) for i, p, h in zip(ids, paths, hashes)])
-        index.add_with_ids(self.transform(vectors), ids)
+        index.add_with_ids(self.transform(vectors, domain), ids)
         return len(paths)
 
     def save(self) -> None:
@@ -184,10 +220,8 @@ class Index:
                   "factories": self.factories, "files": files}
         self.db.executemany("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)",
                             [(k, json.dumps(v)) for k, v in values.items()])
-        if self.pca is not None:
-            self.db.executemany("INSERT OR REPLACE INTO arrays (name, shape, data) VALUES (?, ?, ?)",
-                                [(name, json.dumps(a.shape), a.astype(np.float32).tobytes())
-                                 for name, a in zip(("pca_mean", "pca_components"), self.pca)])
+        self.db.executemany("INSERT OR REPLACE INTO arrays (name, shape, data) VALUES (?, ?, ?)",
+                            [(name, json.dumps(a.shape), a.tobytes()) for name, a in self.arrays.items()])
         self.db.commit()
 
     # ----------------------------------------------------------------- opening and searching
@@ -223,10 +257,21 @@ class Index:
             if stored != indexes[d].ntotal:
                 raise UserError(f"index {path} is damaged: {name} holds {indexes[d].ntotal} vectors but the "
                                 f"metadata lists {stored} pictures; rebuild it")
-            if hasattr(indexes[d], "index") and isinstance(faiss.downcast_index(indexes[d].index), faiss.IndexHNSW):
-                faiss.downcast_index(indexes[d].index).hnsw.efSearch = HNSW_EF_SEARCH
-        pca = (arrays["pca_mean"], arrays["pca_components"]) if "pca_mean" in arrays else None
-        return cls(path, IndexSettings(**values["settings"]), values["factories"], indexes, pca, db)
+            tune_search(indexes[d])
+        return cls(path, IndexSettings(**values["settings"]), values["factories"], indexes, arrays, db)
+
+    def use_gpu(self) -> bool:
+        """Move the vector indexes to the first GPU when this faiss build has GPU support (faiss-gpu);
+        index types without a GPU version (HNSW) stay on the CPU. Returns whether any moved."""
+        if getattr(faiss, "get_num_gpus", lambda: 0)() == 0:
+            return False
+        resources, moved = faiss.StandardGpuResources(), False
+        for d, index in self.indexes.items():
+            try:
+                self.indexes[d], moved = faiss.index_cpu_to_gpu(resources, 0, index), True
+            except RuntimeError:
+                continue
+        return moved
 
     def embedder(self, checkpoint: str | Path | None = None, device: str = "auto"):
         """The encoder that made this index's vectors (its recorded checkpoint, or `checkpoint` if the
@@ -251,7 +296,7 @@ class Index:
 
     def search(self, image, k: int = 8, domain: str = "both", query_domain: str = "a") -> list[Hit]:
         """The k nearest pictures of `domain` (a, b or both: k of each) to a PIL picture of `query_domain`."""
-        vector = self.transform(self.embedder().embed_picture(image, query_domain))
+        vector = self.transform(self.embedder().embed_picture(image, query_domain), query_domain)
         domains = DOMAIN_NAMES if domain == "both" else (domain,)
         return [hit for d in domains for hit in self.search_vectors(vector, k, d)[0]]
 

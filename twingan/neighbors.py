@@ -69,7 +69,7 @@ def index_command() -> None:
 @click.option("--pca", type=click.IntRange(min=1), help="Reduce vectors to this many dimensions (fitted PCA).")
 @click.option("--no-normalize", is_flag=True, help="Euclidean distance instead of cosine.")
 @click.option("--factory", help="FAISS index factory string, e.g. HNSW32 or IVF1024,Flat "
-                                "(default: Flat, exact, up to 50,000 pictures a domain; HNSW32 above).")
+                                "(default: Flat, exact, up to 50,000 pictures a domain; IVF above).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--no-progress", is_flag=True)
@@ -164,8 +164,11 @@ def neighbors_command(queries: tuple[Path, ...], index_path: Path, k: int, domai
             raise UserError(f"query {exc}") from None
     index = Index.open(index_path)
     embedder = index.embedder(checkpoint, device)
+    if embedder.translator.device.type == "cuda":
+        index.use_gpu()
     domains = DOMAIN_NAMES if domain == "both" else (domain,)
-    vectors = index.transform(np.concatenate([embedder.embed_picture(p, query_domain) for p in pictures]))
+    vectors = index.transform(np.concatenate([embedder.embed_picture(p, query_domain) for p in pictures]),
+                              query_domain)
     per_domain = {d: index.search_vectors(vectors, k, d) for d in domains}
     results = {str(q): [h for d in domains for h in per_domain[d][i]] for i, q in enumerate(queries)}
     if as_json:
