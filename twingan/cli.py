@@ -31,7 +31,8 @@ class _Group(click.Group):
             "translate": "twingan.translate_files:translate_command",
             "export": "twingan.export:export_command",
             "index": "twingan.neighbors:index_command",
-            "neighbors": "twingan.neighbors:neighbors_command"}
+            "neighbors": "twingan.neighbors:neighbors_command",
+            "eval": "twingan.evaluate:eval_command"}
     resolved: str | None = None
 
     def list_commands(self, ctx: click.Context) -> list[str]:

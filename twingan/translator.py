@@ -184,6 +184,17 @@ class Translator:
         latent, skips = self.net.encoder(x, src, size)
         return self.net.generator(latent, skips, dst, size, condition=condition).clamp(-1, 1)
 
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor, domain: int) -> Tensor:
+        """Same-domain reconstruction of NCHW in [-1, 1]: Twin-GAN encodes and decodes in one domain
+        (anime with each picture's own character code when the model learned codes); CycleGAN maps
+        a picture through the generator that makes its own domain (its identity mapping)."""
+        x = x.to(self.device, torch.float32)
+        if self.model != "twingan":
+            return self.net[1 - domain](x)
+        own = self.net.character(x) if domain == DOMAIN_B and self.character == "learned" else None
+        return self.one_way(x, domain, domain, own)
+
     # ----------------------------------------------------------------- pictures
     def prepare(self, image: Image.Image, size: int | None = None) -> Tensor:
         """A picture -> a CHW tensor in [-1, 1] at `size`, resized as the model's training data was."""

@@ -1,0 +1,132 @@
+"""Metric maths: KID, FID (against the closed form), IS, SWD, PSNR/SSIM; `twingan eval` without Inception weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import test_cyclegan
+import test_training
+import torch
+from click.testing import CliRunner
+from conftest import gradient_image, write_image_folder
+from scipy import linalg
+
+from twingan.cli import main
+from twingan.config import load_config
+from twingan.errors import UserError
+from twingan.metrics import InceptionFeatures, fid, inception_score, kid, psnr_ssim, swd
+from twingan.training import Trainer
+
+
+def gaussian(n: int, mean: np.ndarray, std: np.ndarray, seed: int) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(rng.normal(size=(n, len(mean))) * std + mean)
+
+
+def test_kid_of_a_set_against_its_own_distribution_is_about_zero_and_grows_with_noise():
+    """(KID is unbiased for independent samples; a set against an exact copy of itself comes out
+    negative, because every picture meets its twin.)"""
+    real = gaussian(300, np.zeros(16), np.ones(16), 0)
+    same, _ = kid(real, gaussian(300, np.zeros(16), np.ones(16), 1), subsets=20)
+    noise = torch.from_numpy(np.random.default_rng(2).normal(size=real.shape))
+    noisy = [kid(real, real + noise * s, subsets=20)[0] for s in (0.5, 1.0)]
+    assert abs(same) < 0.05 * noisy[1]
+    assert noisy[0] < noisy[1]
+
+
+def test_kid_adapts_its_subset_size_to_small_sets():
+    small = gaussian(100, np.zeros(8), np.ones(8), 0)
+    mean, std = kid(small, small + 1.0)
+    assert mean > 0 and std >= 0
+
+
+def test_fid_matches_the_closed_form():
+    a = gaussian(4000, np.zeros(4), np.array([1.0, 2.0, 0.5, 1.0]), 0)
+    b = gaussian(4000, np.array([1.0, 0.0, -1.0, 0.5]), np.array([1.5, 1.0, 0.5, 2.0]), 1)
+    mu_a, mu_b = a.mean(0).numpy(), b.mean(0).numpy()
+    cov_a, cov_b = np.cov(a.numpy(), rowvar=False), np.cov(b.numpy(), rowvar=False)
+    expected = ((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * linalg.sqrtm(cov_a @ cov_b).real)
+    assert fid(a, b) == pytest.approx(expected, rel=1e-4)
+    population = 1 + 0 + 1 + 0.25 + (0.5**2 + 1**2 + 0 + 1**2)  # |mu|^2 + sum (s_a - s_b)^2 for diagonal covariances
+    assert fid(a, b) == pytest.approx(population, rel=0.1)
+
+
+def test_inception_score_is_one_for_identical_predictions_and_k_for_k_sure_classes():
+    logits = torch.zeros(100, 10)
+    assert inception_score(logits)[0] == pytest.approx(1.0)
+    sure = torch.full((100, 10), -30.0)
+    sure[torch.arange(100), torch.arange(100) % 10] = 30.0
+    assert inception_score(sure, splits=1)[0] == pytest.approx(10.0, rel=1e-3)
+
+
+def pictures(seeds: range) -> torch.Tensor:
+    return torch.stack([torch.from_numpy(np.asarray(gradient_image(32, s), np.float32)).permute(2, 0, 1)
+                        for s in seeds]) / 127.5 - 1
+
+
+def test_swd_is_small_for_the_same_distribution_and_grows_with_noise():
+    real, other = pictures(range(0, 64)), pictures(range(100, 164))
+    levels = swd(real, other)
+    assert len(levels) == 2  # 32 and 16 px
+    generator = torch.Generator().manual_seed(0)
+    noisy = [np.mean(swd(real, (other + torch.randn(other.shape, generator=generator) * s).clamp(-1, 1)))
+             for s in (0.1, 0.4)]
+    assert np.mean(levels) < noisy[0] < noisy[1]
+
+
+def test_psnr_and_ssim_on_known_pairs():
+    x = torch.full((2, 3, 16, 16), 0.5)
+    psnr, ssim = psnr_ssim(x, x + 0.1)
+    assert psnr == pytest.approx(20.0, abs=1e-4)  # float32 0.1
+    assert ssim < 1.0
+    noise = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert psnr_ssim(noise, noise)[1] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_missing_inception_weights_name_the_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("TWINGAN_INCEPTION_WEIGHTS", raising=False)
+    with pytest.raises(UserError, match="pt_inception-2015-12-05"):
+        InceptionFeatures(None)
+    with pytest.raises(UserError, match="not found"):
+        InceptionFeatures(tmp_path / "nothing.pth")
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(UserError, match="cannot be used"):
+        InceptionFeatures(tmp_path / "junk.pth")
+
+
+def test_identity_eval_runs_the_other_metrics_without_weights(tmp_path, monkeypatch):
+    monkeypatch.delenv("TWINGAN_INCEPTION_WEIGHTS", raising=False)
+    write_image_folder(tmp_path / "a", 6, size=40, seed=0)
+    write_image_folder(tmp_path / "b", 6, size=40, seed=50)
+    (tmp_path / "b" / "broken.png").write_bytes(b"nope")
+    result = CliRunner().invoke(main, ["eval", "--identity", "--a", str(tmp_path / "a"), "--b", str(tmp_path / "b"),
+                                       "--size", "32", "-o", str(tmp_path / "r.json"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "KID, FID and IS are left out" in result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    a2b = report["directions"]["a2b"]
+    assert "kid_mean" not in a2b and report["inception"].startswith("KID, FID and IS need")
+    assert len(a2b["swd"]) == 2 and a2b["swd_mean"] > 0 and a2b["cycle_psnr"] is None
+    assert report["pictures"] == {"a": 6, "b": 6} and "broken.png" in report["skipped"][0]
+    assert (tmp_path / "r.md").read_text().startswith("| direction |")
+
+
+@pytest.mark.parametrize("model", ["twingan", "cyclegan"])
+def test_eval_of_a_checkpoint_reports_round_trips(tmp_path, model):
+    module = test_training if model == "twingan" else test_cyclegan
+    Trainer(load_config(module.tiny_preset(tmp_path)), tmp_path / "run", progress=False).run()
+    result = CliRunner().invoke(main, ["eval", "-c", str(tmp_path / "run"), "--a", str(tmp_path / "a"),
+                                       "--b", str(tmp_path / "b"), "-o", str(tmp_path / "r.json"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    for direction in ("a2b", "b2a"):
+        values = report["directions"][direction]
+        assert values["cycle_psnr"] > 0 and 0 < values["recon_ssim"] <= 1 and values["swd_mean"] > 0
+    assert "| photo -> anime |" in result.output
+
+
+def test_eval_needs_a_checkpoint_or_identity(tmp_path):
+    result = CliRunner().invoke(main, ["eval", "--a", str(tmp_path), "--b", str(tmp_path)])
+    assert result.exit_code == 1 and "either --checkpoint or --identity" in result.output
