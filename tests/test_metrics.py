@@ -130,3 +130,18 @@ def test_eval_of_a_checkpoint_reports_round_trips(tmp_path, model):
 def test_eval_needs_a_checkpoint_or_identity(tmp_path):
     result = CliRunner().invoke(main, ["eval", "--a", str(tmp_path), "--b", str(tmp_path)])
     assert result.exit_code == 1 and "either --checkpoint or --identity" in result.output
+
+
+def test_training_evaluates_on_held_out_pictures(tmp_path):
+    preset = test_training.tiny_preset(tmp_path, train={"eval_every": 12, "eval_pictures": 2})
+    trainer = Trainer(load_config(preset), tmp_path / "run", progress=False)
+    held = [set(paths) for paths in trainer.held_out]
+    assert [len(h) for h in held] == [2, 2] and not held[0] & set(trainer.scans[0].paths)
+    assert len(trainer.scans[0].paths) == 6
+    trainer.run()
+    lines = [json.loads(line) for line in (tmp_path / "run" / "eval.jsonl").read_text().splitlines()]
+    assert [line["images_seen"] for line in lines] == [12, 24]
+    assert lines[-1]["resolution"] == 8 and lines[-1]["a2b"]["swd_mean"] > 0 and lines[-1]["b2a"]["cycle_psnr"] > 0
+    too_many = test_training.tiny_preset(tmp_path, train={"eval_every": 12, "eval_pictures": 4})
+    with pytest.raises(UserError, match="eval_pictures=4"):
+        Trainer(load_config(too_many), tmp_path / "run2", progress=False)

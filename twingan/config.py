@@ -157,6 +157,12 @@ class LoopConfig:
     nonfinite_patience: Positive = 3
     """Consecutive non-finite steps before rolling back to the last checkpoint; as many
     rollbacks without a new checkpoint stop the run."""
+    eval_every: Positive | None = None
+    """Images between evaluations (`twingan eval`'s metrics, at the phase's resolution) on
+    pictures held out of training; they go to TensorBoard and eval.jsonl. null: off."""
+    eval_pictures: Positive = 100
+    """Pictures per domain held out for eval_every (every n-th of the sorted list, so the split is
+    the same on every run and resume)."""
 
 
 @dataclass

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from twingan.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoi
 from twingan.config import RunConfig, config_to_dict, save_config
 from twingan.cyclegan_recipe import CycleGANRecipe
 from twingan.data.dataset import DomainDataset, scan_domain
+from twingan.data.images import load_image
 from twingan.data.loader import LoaderSettings, make_loader
 from twingan.data.transforms import DeviceAugment, loader_transform, to_model_range
 from twingan.errors import UserError
@@ -85,6 +87,7 @@ class Trainer:
         self.run_dir = self._agree_on_run_dir(run_dir)
         self.scans = [scan_domain(cfg.data.domain_a, "A", cfg.data.max_pixels, cfg.data.verify, self._show),
                       scan_domain(cfg.data.domain_b, "B", cfg.data.max_pixels, cfg.data.verify, self._show)]
+        self.held_out = self._hold_out() if cfg.train.eval_every else []
         torch.manual_seed(cfg.train.seed)
         self.memory_format = torch.channels_last if cfg.runtime.channels_last else torch.preserve_format
         ctx = StepContext(self.device, self.dist, cfg.runtime.precision, self.memory_format)
@@ -123,6 +126,44 @@ class Trainer:
             domain_settings = dataclasses.replace(settings, seed=self.cfg.train.seed * 2 + domain)
             iterators.append(iter(make_loader(dataset, domain_settings, start=self.counters.samples_drawn[domain])))
         return iterators
+
+    def _hold_out(self) -> list[list[Path]]:
+        """Take eval_pictures evenly spread pictures of each domain out of training."""
+        held = []
+        for scan in self.scans:
+            count = self.cfg.train.eval_pictures
+            if len(scan.paths) <= 2 * count:
+                raise UserError(f"train.eval_pictures={count} would hold out half or more of the {len(scan.paths)} "
+                                f"pictures in {scan.root}; lower it or switch train.eval_every off")
+            step = len(scan.paths) / count
+            picked = {int(i * step) for i in range(count)}
+            held.append([p for i, p in enumerate(scan.paths) if i in picked])
+            scan.paths = [p for i, p in enumerate(scan.paths) if i not in picked]
+        return held
+
+    def _evaluate(self, writer: SummaryWriter, phase: Phase) -> None:
+        """`twingan eval`'s metrics for the EMA networks on the held-out pictures, at the phase's size."""
+        from twingan.evaluate import evaluate
+        from twingan.metrics import WEIGHTS_ENV, InceptionFeatures
+        from twingan.translator import Translator, resize_for_model, to_tensor
+
+        size = phase.resolution
+        if size < 8:
+            return
+        sets = {}
+        for name, paths in zip("ab", self.held_out):
+            pictures = [load_image(p, grayscale=self.cfg.data.grayscale) for p in paths]
+            sets[name] = torch.stack([to_tensor(resize_for_model(p, size, self.cfg.data.resize)) for p in pictures])
+        translator = Translator(self.cfg, self.state_dict(), self.device, "the run being trained")
+        inception = InceptionFeatures(None, self.device) if os.environ.get(WEIGHTS_ENV) else None
+        results = evaluate(sets, translator, inception, progress=False)
+        step = self.counters.images_seen
+        for direction, values in results.items():
+            for key, value in values.items():
+                if isinstance(value, float):
+                    writer.add_scalar(f"eval_{direction}/{key}", value, step)
+        with (self.run_dir / "eval.jsonl").open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"images_seen": step, "resolution": size, **results}) + "\n")
 
     def _sample_inputs(self) -> list[Tensor]:
         """A fixed set of pictures per domain, at full resolution, for every sample grid."""
@@ -247,6 +288,7 @@ class Trainer:
         sampled_at = None
         next_log, next_sample, next_ckpt = (_next_multiple(c.images_seen, n) for n in
                                             (cfg.train.log_every, cfg.train.sample_every, cfg.train.checkpoint_every))
+        next_eval = _next_multiple(c.images_seen, cfg.train.eval_every) if cfg.train.eval_every else math.inf
         try:
             while c.images_seen < self.total_images:
                 phase = phase_at(self.phases, c.images_seen)
@@ -286,6 +328,10 @@ class Trainer:
                 if writer and c.images_seen >= next_sample:
                     self._write_samples(sample_inputs, phase, writer)
                     sampled_at, next_sample = c.images_seen, _next_multiple(c.images_seen, cfg.train.sample_every)
+                if c.images_seen >= next_eval:
+                    if writer:
+                        self._evaluate(writer, phase)
+                    next_eval = _next_multiple(c.images_seen, cfg.train.eval_every)
                 minutes = (time.monotonic() - started) / 60
                 out_of_time = cfg.train.max_minutes is not None and minutes > cfg.train.max_minutes
                 stop = self._agree_to_stop(out_of_time)
