@@ -14,6 +14,7 @@ weights, optimizer moments and RNG states to continue exactly.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -141,6 +142,11 @@ class Trainer:
             scan.paths = [p for i, p in enumerate(scan.paths) if i not in picked]
         return held
 
+    @functools.cached_property
+    def _held_out_pictures(self) -> list[list]:
+        """The held-out pictures, decoded once for every evaluation of the run."""
+        return [[load_image(p, grayscale=self.cfg.data.grayscale) for p in paths] for paths in self.held_out]
+
     def _evaluate(self, writer: SummaryWriter, phase: Phase) -> None:
         """`twingan eval`'s metrics for the EMA networks on the held-out pictures, at the phase's size."""
         from twingan.evaluate import evaluate
@@ -150,10 +156,8 @@ class Trainer:
         size = phase.resolution
         if size < 8:
             return
-        sets = {}
-        for name, paths in zip("ab", self.held_out):
-            pictures = [load_image(p, grayscale=self.cfg.data.grayscale) for p in paths]
-            sets[name] = torch.stack([to_tensor(resize_for_model(p, size, self.cfg.data.resize)) for p in pictures])
+        sets = {name: torch.stack([to_tensor(resize_for_model(p, size, self.cfg.data.resize)) for p in pictures])
+                for name, pictures in zip("ab", self._held_out_pictures)}
         translator = Translator(self.cfg, self.state_dict(), self.device, "the run being trained")
         inception = InceptionFeatures(None, self.device) if os.environ.get(WEIGHTS_ENV) else None
         results = evaluate(sets, translator, inception, progress=False)

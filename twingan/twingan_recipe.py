@@ -103,6 +103,7 @@ class TwinGANRecipe:
         values = self.ctx.finite({"character_contrastive": float(loss.detach())})
         if values is not None:
             self.ctx.update(loss * self.cfg.loss.character_contrastive, self.opt_c, self.net.character, self.scaler_c)
+            self.opt_c.zero_grad(set_to_none=True)  # or the generator update would all-reduce them again
         return values
 
     def _generator_pass(self, reals: list[Tensor], res: int, alpha: float) -> tuple[dict[str, Tensor], list, list]:
