@@ -32,7 +32,8 @@ class _Group(click.Group):
             "export": "twingan.export:export_command",
             "index": "twingan.neighbors:index_command",
             "neighbors": "twingan.neighbors:neighbors_command",
-            "eval": "twingan.evaluate:eval_command"}
+            "eval": "twingan.evaluate:eval_command",
+            "serve": "twingan.serve.command:serve_command"}
     resolved: str | None = None
 
     def list_commands(self, ctx: click.Context) -> list[str]:

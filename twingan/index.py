@@ -234,7 +234,8 @@ class Index:
             raise UserError(f"index {path} does not exist (no {meta.name} in it); build one with `twingan index build`")
         try:
             on_disk = sqlite3.connect(f"file:{meta}?mode=ro", uri=True)
-            db = sqlite3.connect(":memory:")
+            # `twingan serve` reads it from request threads, one at a time (Service holds a lock).
+            db = sqlite3.connect(":memory:", check_same_thread=False)
             on_disk.backup(db)
             on_disk.close()
             values = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM settings")}
@@ -314,6 +315,15 @@ class Index:
             results.append([Hit(rank + 1, domain, self._distance(float(s)), paths[i], i)
                             for rank, (s, i) in enumerate(zip(row_scores, found))])
         return results
+
+    def pictures(self, domain: str, offset: int = 0, limit: int = 100) -> list[tuple[int, str]]:
+        """(id, path) of a domain's pictures in the order they were added, one page at a time."""
+        return self.db.execute("SELECT id, path FROM pictures WHERE domain = ? ORDER BY id LIMIT ? OFFSET ?",
+                               (domain, limit, offset)).fetchall()
+
+    def picture(self, picture_id: int) -> tuple[str, str] | None:
+        """(domain, path) of the picture with this id, or None when the index holds no such picture."""
+        return self.db.execute("SELECT domain, path FROM pictures WHERE id = ?", (picture_id,)).fetchone()
 
     def _distance(self, score: float) -> float:
         """Cosine distance (1 - similarity) when normalised, Euclidean distance otherwise."""

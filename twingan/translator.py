@@ -120,7 +120,8 @@ class Translator:
             raise UserError(f"size {size} does not suit this {self.model} model: use {allowed}")
 
     # ----------------------------------------------------------------- character codes
-    def _check_character(self, what: str) -> None:
+    def check_character(self, what: str) -> None:
+        """Refuse `what` (a reference, tags) on a model that learned no character codes, naming the checkpoint."""
         if self.character == "none":
             raise UserError(f"{what} needs a model trained with a character source (model.character learned or "
                             f"illust2vec); checkpoint {self.source} has none")
@@ -128,7 +129,7 @@ class Translator:
     @torch.no_grad()
     def character_code(self, reference: Image.Image) -> Tensor:
         """The (1, code) character code of an anime picture, from the source the model was trained with."""
-        self._check_character("a target character")
+        self.check_character("a target character")
         if self.character == "learned":
             return self.net.character(self.prepare(reference)[None].to(self.device))
         if self._tag_code is None:
@@ -139,7 +140,7 @@ class Translator:
 
     def tags_code(self, tags: list[str]) -> Tensor:
         """A (1, code) code with the named tags on and every other attribute off (illust2vec source)."""
-        self._check_character("--tags")
+        self.check_character("--tags")
         if self.character != "illust2vec":
             raise UserError("--tags sets illust2vec attributes; this model learned its own character codes "
                             "(model.character=learned): give a reference picture instead")

@@ -12,6 +12,7 @@ import os
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -27,6 +28,23 @@ class BadImage(Exception):
     """A file that cannot be used as a picture; the message says which file and why."""
 
 
+class ImageTooLarge(BadImage):
+    """A picture whose header claims more pixels than allowed (refused before decoding)."""
+
+
+ImageSource = str | os.PathLike[str] | IO[bytes]
+"""A path, or an open binary file (an upload held in memory) together with a `name` for messages."""
+
+
+def _size_in_bytes(source: ImageSource) -> int:
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source).stat().st_size
+    source.seek(0, os.SEEK_END)
+    size = source.tell()
+    source.seek(0)
+    return size
+
+
 def find_images(root: str | os.PathLike[str]) -> list[Path]:
     """Every picture under `root` (recursively, extensions case-insensitive), in a stable order."""
     root = Path(root)
@@ -37,42 +55,44 @@ def find_images(root: str | os.PathLike[str]) -> list[Path]:
     return sorted(found)
 
 
-def open_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None) -> Image.Image:
     """Open a picture lazily (header only) and refuse it before decoding if it is too large.
 
     Pillow's own bomb guard is a process-wide global; checking the header size here keeps the
-    limit per call and turns every failure into `BadImage`.
+    limit per call and turns every failure into `BadImage`. Messages start with `name` (default:
+    the path).
     """
-    path = Path(path)
+    label = name or str(source)
     try:
-        if path.stat().st_size == 0:
-            raise BadImage(f"{path}: empty file (0 bytes)")
-        image = Image.open(path)
+        if _size_in_bytes(source) == 0:
+            raise BadImage(f"{label}: empty file (0 bytes)")
+        image = Image.open(source)
     except BadImage:
         raise
     except UnidentifiedImageError:
-        raise BadImage(f"{path}: not a readable image file") from None
+        raise BadImage(f"{label}: not a readable image file") from None
     except OSError as exc:
-        raise BadImage(f"{path}: cannot be opened ({exc.strerror or exc})") from None
+        raise BadImage(f"{label}: cannot be opened ({exc.strerror or exc})") from None
     width, height = image.size
     if width * height > max_pixels:
         image.close()
-        raise BadImage(f"{path}: image is too large ({width}x{height} is over {max_pixels:,} pixels)")
+        raise ImageTooLarge(f"{label}: image is too large ({width}x{height} is over {max_pixels:,} pixels)")
     return image
 
 
 def load_image(
-    path: str | os.PathLike[str],
+    source: ImageSource,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     grayscale: bool = False,
     draft_size: tuple[int, int] | None = None,
+    name: str | None = None,
 ) -> Image.Image:
     """Fully decode a picture: EXIF orientation applied, converted to 8-bit RGB (or L).
 
     `draft_size` lets JPEG decoding skip straight to a smaller scale (a 4000 px photo needed at
     256 px decodes several times faster); it never goes below the requested size.
     """
-    image = open_image(path, max_pixels)
+    image = open_image(source, max_pixels, name)
     try:
         with image, warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -83,7 +103,7 @@ def load_image(
     except BadImage:
         raise
     except (OSError, SyntaxError, ValueError) as exc:
-        raise BadImage(f"{path}: corrupt or truncated image data ({exc})") from None
+        raise BadImage(f"{name or source}: corrupt or truncated image data ({exc})") from None
     return rgb.convert("L") if grayscale else rgb
 
 
