@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
-from conftest import run_two_ranks, write_preset
+from conftest import load_tool, run_two_ranks, write_preset
 
 from twingan.checkpoint import load_checkpoint
 from twingan import cyclegan_recipe
@@ -186,16 +185,8 @@ def test_stacked_calls_give_the_same_losses_as_separate_calls(tmp_path):
         torch.testing.assert_close(stacked[key], separate[key], rtol=1e-5, atol=1e-6)
 
 
-def _reference_module():
-    spec = importlib.util.spec_from_file_location(
-        "bench_cyclegan_reference", Path(__file__).parent.parent / "tools" / "bench_cyclegan_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_our_step_does_the_reference_loops_maths(tmp_path):
-    reference = _reference_module()
+    reference = load_tool("bench_cyclegan_reference")
     trainer = _trainer(tmp_path, "train.batch_size=1", "model.resnet_blocks=2")
     random.seed(0)
     batches = [_reals(seed, n=1) for seed in range(2)]

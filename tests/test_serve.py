@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import socket
 import threading
 import time
@@ -336,6 +337,21 @@ def test_serve_refuses_a_busy_port_and_a_foreign_index_before_loading(world, tmp
     assert result.exit_code == 1 and "built with another checkpoint" in result.output
     result = CliRunner().invoke(main, ["serve", "-c", str(tmp_path / "nothing"), "--port", str(free)])
     assert result.exit_code == 1 and "nothing" in result.output
+
+
+def test_the_serve_command_serves_and_cleans_up_its_temporary_folder(world, tmp_path):
+    bench = load_tool("bench_serve")
+    env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    with bench.running_server(["-c", str(world["run"]), "--index", str(world["index"]), "--device", "cpu"],
+                              env=env) as (url, process):
+        assert [p.name.startswith("twingan-serve-") for p in tmp_path.iterdir()] == [True]
+        health = httpx.get(f"{url}/api/health").json()
+        assert health["index"] == {"photos": 8, "anime": 8}
+        sent = httpx.post(f"{url}/api/translate", files={"photo": ("p.png", png(gradient_image(40)))})
+        assert sent.status_code == 200
+    output = process.stdout.read()
+    assert process.returncode == 0 and "serving" in output and output.rstrip().endswith("stopped"), output
+    assert list(tmp_path.iterdir()) == []
 
 
 # ---------------------------------------------------------------- a real browser

@@ -88,11 +88,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(serve_args: list[str], startup_s: float = 180.0) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`twingan serve SERVE_ARGS` on a free loopback port, until the block ends."""
+def running_server(serve_args: list[str], startup_s: float = 180.0,
+                   env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`twingan serve SERVE_ARGS` on a free loopback port, until the block ends (then stopped with SIGTERM)."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "twingan", "serve", *serve_args, "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + startup_s

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import shutil
+import signal
 import socket
 import tempfile
 from pathlib import Path
@@ -84,8 +85,19 @@ def serve_command(checkpoint: Path, index_path: Path | None, host: str, port: in
     scratch = tempfile.mkdtemp(prefix="twingan-serve-")
     tempfile.tempdir = scratch
     click.echo(f"serving {service.translator.source} on http://{host}:{port} (Ctrl+C to stop)")
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again: turn that into
+    # an exception here, so the folder is removed and the process ends with status 0, no traceback.
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    except KeyboardInterrupt:
+        pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         tempfile.tempdir = None
         shutil.rmtree(scratch, ignore_errors=True)
+    click.echo("stopped")
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
