@@ -374,6 +374,7 @@ def test_the_page_translates_an_upload_in_a_real_browser(browser, service, world
     with live_server(create_app(service)) as url:
         outcome = page.use_page(chromium, url, photo, pick=2, screenshot=tmp_path / "page.png")
     assert outcome.state == "done", outcome.status
+    assert outcome.character_offered
     assert outcome.status.startswith("Done in")
     assert outcome.result_width == service.translator.resolution
     assert outcome.download_name == "my_photo-anime.png"
@@ -389,3 +390,19 @@ def test_the_page_shows_the_servers_message_for_a_bad_upload(browser, service, t
     with live_server(create_app(service)) as url:
         outcome = page.use_page(chromium, url, fake)
     assert outcome.state == "error" and "not a readable image file" in outcome.status
+
+
+def test_the_page_takes_an_uploaded_character_and_hides_what_the_server_lacks(browser, service, world, tmp_path):
+    page, chromium = browser
+    photo = tmp_path / "me.png"
+    gradient_image(48, seed=8).save(photo)
+    reference = sorted(world["b"].iterdir())[4]
+    with live_server(create_app(service)) as url:
+        outcome = page.use_page(chromium, url, photo, reference=reference)
+    assert outcome.state == "done" and outcome.result_width == service.translator.resolution
+    expected = service.translator.translate(Image.open(photo), character=Image.open(reference))
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(outcome.result))), np.asarray(expected))
+    with live_server(create_app(Service.load(world["plain"], device="cpu"))) as url:
+        bare = page.use_page(chromium, url, photo)
+    assert bare.state == "done", bare.status
+    assert not bare.character_offered and bare.neighbours == 0

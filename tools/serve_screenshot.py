@@ -53,11 +53,15 @@ class PageOutcome:
     result_width: int
     download_name: str
     neighbours: int
+    character_offered: bool
+    result: bytes
+    """The file the download link gives (empty when there is no result)."""
 
 
-def use_page(browser, url: str, photo: Path, pick: int | None = None, screenshot: Path | None = None,
-             timeout_s: float = 60.0) -> PageOutcome:
-    """Open the page, optionally pick gallery picture number `pick`, upload `photo`, wait for the outcome."""
+def use_page(browser, url: str, photo: Path, pick: int | None = None, reference: Path | None = None,
+             screenshot: Path | None = None, timeout_s: float = 60.0) -> PageOutcome:
+    """Open the page, optionally pick gallery picture number `pick` or upload a `reference` character,
+    upload `photo`, and wait for the outcome."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -70,13 +74,16 @@ def use_page(browser, url: str, photo: Path, pick: int | None = None, screenshot
         WebDriverWait(browser, timeout_s).until(
             lambda _: len(browser.find_elements(By.CSS_SELECTOR, "#gallery figure img")) > pick)
         browser.find_elements(By.CSS_SELECTOR, "#gallery figure")[pick].click()
+    if reference is not None:
+        browser.find_element(By.ID, "reference").send_keys(str(Path(reference).resolve()))
     browser.find_element(By.ID, "photo").send_keys(str(Path(photo).resolve()))
     WebDriverWait(browser, timeout_s).until(lambda _: body_state() in ("done", "error"))
     result_width = browser.execute_script(
         "const img = document.getElementById('anime-view'); return img.complete ? img.naturalWidth : 0;")
     neighbours = len(browser.find_elements(By.CSS_SELECTOR, "#neighbours:not([hidden]) .strip img"))
     outcome = PageOutcome(body_state(), browser.find_element(By.ID, "status").text, int(result_width or 0),
-                          browser.find_element(By.ID, "download").get_attribute("download"), neighbours)
+                          browser.find_element(By.ID, "download").get_attribute("download"), neighbours,
+                          browser.find_element(By.ID, "character").is_displayed(), _download(browser))
     if screenshot is not None:
         WebDriverWait(browser, timeout_s).until(lambda _: browser.execute_script(
             "return [...document.images].filter(i => i.offsetParent && i.src).every(i => i.complete);"))
@@ -84,6 +91,20 @@ def use_page(browser, url: str, photo: Path, pick: int | None = None, screenshot
         with atomic_path(screenshot) as tmp:
             tmp.write_bytes(base64.b64decode(shot["data"]))
     return outcome
+
+
+def _download(browser) -> bytes:
+    """The bytes behind the page's download link, read in the page itself (a blob: URL)."""
+    encoded = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        const link = document.getElementById("download");
+        if (!link.href.startsWith("blob:")) { done(""); return; }
+        fetch(link.href).then(r => r.blob()).then(blob => {
+            const reader = new FileReader();
+            reader.onload = () => done(reader.result.split(",")[1]);
+            reader.readAsDataURL(blob);
+        });""")
+    return base64.b64decode(encoded or "")
 
 
 def main() -> None:
@@ -102,7 +123,7 @@ def main() -> None:
     with running_server(serve_args) as (url, _):
         browser = open_browser()
         try:
-            outcome = use_page(browser, url, args.photo, args.pick, args.out)
+            outcome = use_page(browser, url, args.photo, args.pick, screenshot=args.out)
         finally:
             browser.quit()
     print(f"{outcome.state}: {outcome.status!r}; result {outcome.result_width} px wide, "
