@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from twingan import __version__
 from twingan.errors import UserError
 from twingan.serve.batcher import Batcher
-from twingan.serve.service import FACE_MODE_SIDE, FaceMode, NotInIndex, Plan, Service
+from twingan.serve.service import FACE_MODE_LONG_SIDE, FACE_MODE_SIDE, FaceMode, NotInIndex, Plan, Service
 from twingan.serve.uploads import Limits, UploadGuard, check_declared_type, decode_picture, safe_stem
 
 UPLOAD_ROUTES = ("/api/translate", "/api/neighbors")
@@ -104,7 +104,7 @@ def create_app(service: Service, limits: Limits = Limits(), max_batch: int | Non
 
     async def picture(upload: UploadFile, field: str) -> Image.Image:
         check_declared_type(upload, field)
-        return await run_in_threadpool(decode_picture, await upload.read(), field, limits)
+        return await run_in_threadpool(decode_picture, await upload.read(), field, limits, FACE_MODE_LONG_SIDE)
 
     async def plan_for(photo: UploadFile, direction: str, face: FaceMode) -> Plan:
         return await run_in_threadpool(service.plan, await picture(photo, "photo"), direction, face)

@@ -23,9 +23,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twingan.data.images import BadImage, ImageTooLarge, load_image
 
-DECODE_SIDE = 1024
-"""Uploads are decoded at no less than this many pixels a side (JPEG's draft mode skips finer
-scales): enough for face mode's 1024 px working copy and for any model size."""
 ACCEPTED_TYPES = ("image/", "application/octet-stream")
 """Declared part types taken as pictures (curl sends application/octet-stream for unknown ones)."""
 
@@ -101,10 +98,12 @@ def check_declared_type(upload: UploadFile, field: str) -> None:
         raise HTTPException(415, f"{field}: {kind} is not a picture; send a JPEG, PNG, WebP or BMP file")
 
 
-def decode_picture(data: bytes, field: str, limits: Limits) -> Image.Image:
-    """Uploaded bytes -> an RGB picture (EXIF rotation applied), or a 413/422 naming the field."""
+def decode_picture(data: bytes, field: str, limits: Limits, side: int) -> Image.Image:
+    """Uploaded bytes -> an RGB picture (EXIF rotation applied), or a 413/422 naming the field.
+
+    It is decoded at no less than `side` pixels a side: JPEG's draft mode skips the finer scales."""
     try:
-        return load_image(io.BytesIO(data), limits.max_pixels, draft_size=(DECODE_SIDE, DECODE_SIDE), name=field)
+        return load_image(io.BytesIO(data), limits.max_pixels, draft_size=(side, side), name=field)
     except ImageTooLarge as exc:
         raise HTTPException(413, str(exc)) from None
     except BadImage as exc:
