@@ -18,7 +18,7 @@ from illust2vec.convert import convert_caffemodel
 from twingan.cli import main
 from twingan.config import load_config
 from twingan.errors import UserError
-from twingan.networks import DOMAIN_A, DomainBatchNorm2d, TwinGAN
+from twingan.networks import DOMAIN_A, DomainNorm2d, TwinGAN
 from twingan.training import Trainer
 from twingan.translator import Translator
 
@@ -195,7 +195,7 @@ def test_character_parameters_have_their_own_optimisers(tmp_path):
     preset = character_preset(tmp_path, model={"character": "learned", "condition_dim": 8})
     recipe = Trainer(load_config(preset), tmp_path / "run", progress=False).recipe
     rest, switch = (set(map(id, group["params"])) for group in recipe.opt_g.param_groups)
-    fcs = {id(p) for m in recipe.net.modules() if isinstance(m, DomainBatchNorm2d) and m.condition_dim
+    fcs = {id(p) for m in recipe.net.modules() if isinstance(m, DomainNorm2d) and m.condition_dim
            for p in (*m.fc_gamma.parameters(), *m.fc_beta.parameters())}
     encoder = set(map(id, recipe.net.character.parameters()))
     assert fcs and fcs <= switch

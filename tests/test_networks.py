@@ -15,7 +15,7 @@ from twingan.networks import (
     DOMAIN_A,
     DOMAIN_B,
     Discriminator,
-    DomainBatchNorm2d,
+    DomainNorm2d,
     Encoder,
     Generator,
     TwinGAN,
@@ -43,8 +43,8 @@ def images(hw: int, n: int = BATCH) -> torch.Tensor:
     return torch.rand(n, 3, hw, hw)
 
 
-def domain_norms(module: torch.nn.Module) -> list[DomainBatchNorm2d]:
-    return [m for m in module.modules() if isinstance(m, DomainBatchNorm2d)]
+def domain_norms(module: torch.nn.Module) -> list[DomainNorm2d]:
+    return [m for m in module.modules() if isinstance(m, DomainNorm2d)]
 
 
 def perturb_domain(module: torch.nn.Module, domain: int) -> None:

@@ -35,7 +35,10 @@ import test_training
 def world(tmp_path_factory) -> dict[str, Path]:
     """A tiny Twin-GAN with learned character codes and an index of its pictures, plus a plain run."""
     tmp = tmp_path_factory.mktemp("serve")
-    preset = test_character.character_preset(tmp, model={"character": "learned", "condition_dim": 8})
+    # The character FCs start at zero; at the domain-switch rate the CPU presets use, 24 images move
+    # them enough for a reference to change whole 8-bit pixel levels (at the shared rate it may not).
+    preset = test_character.character_preset(tmp, model={"character": "learned", "condition_dim": 8},
+                                             train={"domain_switch_lr_multiplier": 50})
     Trainer(load_config(preset), tmp / "run", progress=False).run()
     built = CliRunner().invoke(main, ["index", "build", "-c", str(tmp / "run"), "--a", str(tmp / "a"),
                                       "--b", str(tmp / "b"), "-o", str(tmp / "faces.index"), "--no-progress"])

@@ -1,7 +1,7 @@
 """Character codes: the vector that makes an anime output look like one particular character.
 
-The code c of an anime picture conditions the anime domain's batch norms (gamma = 1 + FC(c),
-beta = FC(c), see networks.DomainBatchNorm2d). Two sources:
+The code c of an anime picture conditions the anime domain's norms (gamma = 1 + FC(c),
+beta = FC(c), see networks.DomainNorm2d). Two sources:
 
 * learned: `CharacterEncoder`, a small CNN trained alongside the GAN on the anime pictures alone.
   Its own objective is contrastive (two random crops and flips of one picture must get the same

@@ -90,6 +90,17 @@ class ModelConfig:
     """Spectral normalisation in the discriminators."""
     bn_momentum: Fraction = 0.01
     """Running-statistics momentum of the domain batch norm (the original's decay 0.99)."""
+    norm: Literal["batch", "instance", "layer_instance"] = "batch"
+    """The normalisation that carries the domain switch in encoder and generator: batch (the
+    original), instance (conditional instance norm) or layer_instance (U-GAT-IT's LIN mix); each
+    keeps one scale and shift per domain."""
+    skip_gate: Literal["none", "gated"] = "none"
+    """UNet links: none concatenates the encoder features as they are (the original); gated scales
+    them by a learned per-domain, per-channel gate that starts closed."""
+    discriminator: Literal["global", "patch"] = "global"
+    """global: one logit per picture (the original); patch: also one per cell of a grid."""
+    patch_scale: Annotated[int, pydantic.Field(ge=2)] = 8
+    """Patch critic: the grid is the picture's side / patch_scale (at least 4 x 4)."""
     mbstd_group_size: Positive = 4
     character: Literal["none", "learned", "illust2vec"] = "none"
     """Where the character code that conditions anime output comes from: none; learned (a small
@@ -130,6 +141,12 @@ class LossConfig:
     """Code consistency: a translation must carry the character code it was given."""
     character_contrastive: NonNegative = 1.0
     """Learned source: two crops of one anime picture get one code, other pictures other codes."""
+    nce: NonNegative = 0.0
+    """PatchNCE (CUT, Park et al. 2020): each patch of a translation, seen by the shared encoder,
+    must match the same patch of its source among the picture's other patches. Keeps content
+    without asking for the source's pixels (0: off, the original)."""
+    nce_patches: Positive = 64
+    """Patches sampled per picture and encoder level for PatchNCE (CUT: 256)."""
 
 
 def _published_batch_sizes() -> dict[int, int]:
@@ -184,6 +201,9 @@ class TrainConfig(LoopConfig):
     start_resolution: int = 4
     phase_images: Positive = 300_000
     """Images shown in each fade-in phase and in each stable phase."""
+    final_phase_images: Positive | None = None
+    """Images of the last, stable phase at the final resolution (default: phase_images), so a
+    short budget can spend most of its images at the size users see."""
     ema_half_life: Positive = 10_000
     """Images after which an update's weight in the EMA of encoder + generator has halved."""
     ema_rampup: Annotated[float, pydantic.Field(gt=0.0)] | None = 0.05

@@ -75,8 +75,18 @@ def evaluate(sets: dict[str, Tensor], translator: Translator | None, inception: 
         for name, pictures in (("cycle", back), ("recon", same)):
             psnr, ssim = psnr_ssim(pictures.add(1).div(2), x.add(1).div(2)) if pictures is not None else (None, None)
             values[f"{name}_psnr"], values[f"{name}_ssim"] = psnr, ssim
+        values["recon_l1"] = None if same is None else float((same - x).abs().mean())
         results[direction] = values
     return results
+
+
+def proxy_scores(results: dict[str, dict]) -> dict[str, float | None]:
+    """The three numbers variants are ranked by (docs/quality.md): how far each direction's
+    translations are from the target domain (SWD mean, lower is better) and how well a picture
+    survives its own domain's round trip (reconstruction L1 on [-1, 1], lower is better). The
+    first is what a user sees; the last guards against a model that forgets its input."""
+    return {"swd_a2b": results["a2b"]["swd_mean"], "swd_b2a": results["b2a"]["swd_mean"],
+            "recon_l1": results["a2b"]["recon_l1"]}
 
 
 COLUMNS = [("KID x100", "kid_mean", 100), ("FID", "fid", 1), ("SWD x1e3 (mean)", "swd_mean", 1000),

@@ -132,10 +132,20 @@ class Linear(nn.Module):
         return F.linear(x, weight, self.bias)
 
 
-class DomainBatchNorm2d(nn.Module):
-    """Batch norm with one full set of affine parameters and running statistics per domain.
+class DomainNorm2d(nn.Module):
+    """Normalisation with one full set of affine parameters (and statistics) per domain: the switch.
 
-    Plain nn.BatchNorm2d children keep SyncBatchNorm conversion and state_dict tooling working.
+    `kind` picks what the switch can do (model.norm):
+    - batch: the original's batch norm, one nn.BatchNorm2d per domain (plain children keep
+      SyncBatchNorm conversion and state_dict keys working). Its scale/shift act on batch
+      statistics, so a picture's own contrast and colour survive normalisation and reach the
+      other domain's output (Dumoulin et al. switch styles with conditional *instance* norm).
+    - instance: instance norm, then the domain's scale and shift (conditional instance norm):
+      each picture's own statistics are removed and the target domain's are put in their place.
+    - layer_instance: U-GAT-IT's LIN, a per-domain, per-channel mix rho of instance and layer norm
+      (their ablation on selfie2anime ranked it first), then the domain's scale and shift.
+    Instance and LIN behave the same in training and inference (no running statistics).
+
     `momentum` follows PyTorch's convention (running = (1 - m) * running + m * batch), so the
     original's TF decay 0.99 is m = 0.01. The optional condition modulates the already
     domain-normalised features per sample; its FCs start at zero so a fresh model ignores c and
@@ -143,9 +153,19 @@ class DomainBatchNorm2d(nn.Module):
     """
 
     def __init__(self, num_features: int, num_domains: int = NUM_DOMAINS, momentum: float = 0.01,
-                 condition_dim: int = 0) -> None:
+                 condition_dim: int = 0, kind: str = "batch") -> None:
         super().__init__()
-        self.norms = nn.ModuleList(nn.BatchNorm2d(num_features, momentum=momentum) for _ in range(num_domains))
+        self.kind = kind
+        self.num_domains = num_domains
+        if kind == "batch":
+            self.norms = nn.ModuleList(nn.BatchNorm2d(num_features, momentum=momentum) for _ in range(num_domains))
+        elif kind in ("instance", "layer_instance"):
+            self.weight = nn.Parameter(torch.ones(num_domains, num_features))
+            self.bias = nn.Parameter(torch.zeros(num_domains, num_features))
+            if kind == "layer_instance":
+                self.rho = nn.Parameter(torch.full((num_domains, num_features), 0.9))  # U-GAT-IT's start
+        else:
+            raise ValueError(f"unknown normalisation {kind!r}")
         self.condition_dim = condition_dim
         if condition_dim > 0:
             self.fc_gamma = nn.Linear(condition_dim, num_features)
@@ -154,10 +174,24 @@ class DomainBatchNorm2d(nn.Module):
                 nn.init.zeros_(fc.weight)
                 nn.init.zeros_(fc.bias)
 
+    def _normalise(self, x: Tensor, domain: int) -> Tensor:
+        if self.kind == "batch":
+            return self.norms[domain](x)
+        # Statistics in fp32 under autocast, as F.instance_norm does; the result keeps x's dtype.
+        xf = x.float()
+        var, mean = torch.var_mean(xf, dim=(2, 3), keepdim=True, unbiased=False)
+        h = (xf - mean) * torch.rsqrt(var + 1e-5)
+        if self.kind == "layer_instance":
+            lvar, lmean = torch.var_mean(xf, dim=(1, 2, 3), keepdim=True, unbiased=False)
+            rho = self.rho[domain].clamp(0.0, 1.0)[None, :, None, None]
+            h = rho * h + (1.0 - rho) * (xf - lmean) * torch.rsqrt(lvar + 1e-5)
+        h = h * self.weight[domain][None, :, None, None] + self.bias[domain][None, :, None, None]
+        return h.to(x.dtype)
+
     def forward(self, x: Tensor, domain: int, condition: Tensor | None = None) -> Tensor:
-        if not 0 <= domain < len(self.norms):
-            raise ValueError(f"domain must be in [0, {len(self.norms)}), got {domain}")
-        x = self.norms[domain](x)
+        if not 0 <= domain < self.num_domains:
+            raise ValueError(f"domain must be in [0, {self.num_domains}), got {domain}")
+        x = self._normalise(x, domain)
         if condition is None:
             return x
         if self.condition_dim == 0:
@@ -172,12 +206,12 @@ class DomainBatchNorm2d(nn.Module):
 
 
 class ConvUnit(nn.Module):
-    """conv -> domain batch norm -> LeakyReLU(0.2) -> pixel norm: the encoder/generator layer."""
+    """conv -> domain norm -> LeakyReLU(0.2) -> pixel norm: the encoder/generator layer."""
 
     def __init__(self, cfg: ModelConfig, c_in: int, c_out: int, kernel: int = 3, condition_dim: int = 0) -> None:
         super().__init__()
         self.conv = Conv2d(c_in, c_out, kernel, kernel // 2, equalized=cfg.equalized_lr, init=cfg.weight_init)
-        self.norm = DomainBatchNorm2d(c_out, momentum=cfg.bn_momentum, condition_dim=condition_dim)
+        self.norm = DomainNorm2d(c_out, momentum=cfg.bn_momentum, condition_dim=condition_dim, kind=cfg.norm)
 
     def forward(self, x: Tensor, domain: int, condition: Tensor | None = None) -> Tensor:
         return pixel_norm(F.leaky_relu(self.norm(self.conv(x), domain, condition), 0.2))
@@ -235,20 +269,40 @@ class Encoder(nn.Module):
         return h, skips
 
 
+class SkipGate(nn.Module):
+    """Per-domain, per-channel scale on a UNet link, starting closed (model.skip_gate=gated).
+
+    Full-resolution links let the generator copy the photo's layout, contrast and texture
+    straight into the anime output (no strong selfie2anime model passes them: U-GAT-IT, MUNIT
+    and CUT translate through a 1/4-resolution bottleneck). A gate at zero passes nothing, so
+    training starts from the bottleneck alone and each output domain opens only the channels
+    its discriminator lets through. The gradient reaching a closed gate is not zero (it is the
+    skip times the next layer's weights), so it can open.
+    """
+
+    def __init__(self, channels: int, num_domains: int = NUM_DOMAINS) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(num_domains, channels))
+
+    def forward(self, skip: Tensor, domain: int) -> Tensor:
+        return skip * self.weight[domain].to(skip.dtype)[None, :, None, None]
+
+
 class _UpBlock(nn.Module):
-    """Generator block at hw: upsample, concatenate the encoder skip when linked, two conv3x3."""
+    """Generator block at hw: upsample, concatenate the (gated) encoder skip when linked, two conv3x3."""
 
     def __init__(self, cfg: ModelConfig, hw: int) -> None:
         super().__init__()
         self.linked = hw <= cfg.unet_max_resolution
         c_in = num_channels(cfg, hw // 2) * (2 if self.linked else 1)
+        self.gate = SkipGate(num_channels(cfg, hw // 2)) if self.linked and cfg.skip_gate == "gated" else None
         self.conv0 = ConvUnit(cfg, c_in, num_channels(cfg, hw), condition_dim=cfg.code_dim)
         self.conv1 = ConvUnit(cfg, num_channels(cfg, hw), num_channels(cfg, hw), condition_dim=cfg.code_dim)
 
     def forward(self, h: Tensor, skip: Tensor | None, domain: int, condition: Tensor | None) -> Tensor:
         h = F.interpolate(h, scale_factor=2, mode="nearest")
         if self.linked:
-            h = torch.cat([h, skip], dim=1)
+            h = torch.cat([h, skip if self.gate is None else self.gate(skip, domain)], dim=1)
         return self.conv1(self.conv0(h, domain, condition), domain, condition)
 
 
@@ -308,9 +362,13 @@ def minibatch_stddev(x: Tensor, group_size: int) -> Tensor:
 
 
 class Discriminator(nn.Module):
-    """Per-domain critic: the encoder's layout without normalisation, ending in one logit per image.
+    """Per-domain critic: the encoder's layout without normalisation.
 
-    Returns logits of shape (N,).
+    model.discriminator=global ends in one logit per picture, as the original: shape (N,).
+    model.discriminator=patch also scores every cell of a grid 1/patch_scale of the picture's side
+    (at least 4 x 4; U-GAT-IT's local critic, CycleGAN's PatchGAN) with a 1x1 head on the features
+    at that size. The global logit is repeated once per cell so that the mean the GAN losses take
+    weighs the whole picture and its patches equally: shape (N, 2 * cells).
     """
 
     def __init__(self, cfg: ModelConfig, image_channels: int = 3) -> None:
@@ -318,6 +376,7 @@ class Discriminator(nn.Module):
         _check_config(cfg)
         self.max_resolution = cfg.resolution
         self.group_size = cfg.mbstd_group_size
+        self.patch_scale = cfg.patch_scale if cfg.discriminator == "patch" else None
 
         def conv(c_in: int, c_out: int, kernel: int, padding: int = 0) -> nn.Module:
             layer = Conv2d(c_in, c_out, kernel, padding, equalized=cfg.equalized_lr, init=cfg.weight_init)
@@ -340,20 +399,35 @@ class Discriminator(nn.Module):
         self.dense4 = act_conv(c4, c4, 4)
         out = Linear(c4, 1, equalized=cfg.equalized_lr, init=cfg.weight_init)
         self.out = spectral_norm(out) if cfg.spectral_norm else out
+        if self.patch_scale is not None:
+            self.patch_heads = nn.ModuleDict({str(hw): conv(num_channels(cfg, hw), 1, 1)
+                                              for hw in [4, *_resolutions(cfg.resolution // 2)]})
 
     def forward(self, x: Tensor, resolution: int, alpha: float = 1.0) -> Tensor:
         _check_phase(resolution, alpha, self.max_resolution)
+        cells = max(resolution // self.patch_scale, 4) if self.patch_scale else None
+        patches = None
         h = self.from_rgb[str(resolution)](x)
         hw = resolution
         if hw > 4 and alpha < 1.0:
             h_prev = self.from_rgb[str(hw // 2)](F.avg_pool2d(x, 2))
             h = _blend(self.blocks[str(hw)](h), h_prev, alpha)
             hw //= 2
+            if hw == cells and hw > 4:
+                patches = self.patch_heads[str(hw)](h)
         while hw > 4:
             h = self.blocks[str(hw)](h)
             hw //= 2
-        h = self.dense4(self.conv4(minibatch_stddev(h, self.group_size)))
-        return self.out(h.flatten(1)).squeeze(1)
+            if hw == cells and hw > 4:
+                patches = self.patch_heads[str(hw)](h)
+        h = self.conv4(minibatch_stddev(h, self.group_size))
+        if cells == 4:
+            patches = self.patch_heads["4"](h)
+        logit = self.out(self.dense4(h).flatten(1))
+        if patches is None:
+            return logit.squeeze(1)
+        patches = patches.flatten(1)
+        return torch.cat([logit.expand(-1, patches.shape[1]), patches], dim=1)
 
 
 class TwinGAN(nn.Module):

@@ -34,8 +34,11 @@ class Phase:
         return min(max((images_seen - self.start) / self.length, 0.0), 1.0)
 
 
-def build_phases(start_resolution: int, final_resolution: int, phase_images: int) -> list[Phase]:
-    """All phases of a run, in order; raises ValueError for resolutions that cannot grow."""
+def build_phases(start_resolution: int, final_resolution: int, phase_images: int,
+                 final_phase_images: int | None = None) -> list[Phase]:
+    """All phases of a run, in order; raises ValueError for resolutions that cannot grow.
+
+    `final_phase_images` sets the length of the last, stable phase (default: phase_images)."""
     for name, value in (("start_resolution", start_resolution), ("final_resolution", final_resolution)):
         if value < 4 or value & (value - 1):
             raise ValueError(f"{name} must be a power of two >= 4, got {value}")
@@ -47,6 +50,9 @@ def build_phases(start_resolution: int, final_resolution: int, phase_images: int
         for fading in (True, False):
             phases.append(Phase(resolution, fading, phases[-1].end, phase_images))
         resolution *= 2
+    if final_phase_images is not None:
+        last = phases[-1]
+        phases[-1] = Phase(last.resolution, last.fading, last.start, final_phase_images)
     return phases
 
 

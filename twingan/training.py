@@ -166,8 +166,10 @@ class Trainer:
             for key, value in values.items():
                 if isinstance(value, float):
                     writer.add_scalar(f"eval_{direction}/{key}", value, step)
+        minutes = (time.monotonic() - self._started) / 60
         with (self.run_dir / "eval.jsonl").open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"images_seen": step, "resolution": size, **results}) + "\n")
+            handle.write(json.dumps({"images_seen": step, "resolution": size, "minutes": round(minutes, 3),
+                                     **results}) + "\n")
 
     def _sample_inputs(self) -> list[Tensor]:
         """A fixed set of pictures per domain, at full resolution, for every sample grid."""
@@ -286,7 +288,8 @@ class Trainer:
         sample_inputs = self._sample_inputs() if self.dist.is_main else []
         bar = tqdm(total=int(self.total_images), initial=c.images_seen, unit="img", unit_scale=True,
                    disable=not self._show, dynamic_ncols=True)
-        started, window_start, window_images = time.monotonic(), time.monotonic(), 0
+        self._started = started = time.monotonic()
+        window_start, window_images = started, 0
         sums: dict[str, float] = {}
         steps_in_window, streak, loaders, loader_res, stopped_by, last_ckpt = 0, 0, None, None, None, None
         sampled_at = None

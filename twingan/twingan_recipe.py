@@ -21,7 +21,8 @@ from twingan import distributed, losses
 from twingan.character import code_consistency, contrastive_loss, load_tag_code
 from twingan.config import Config
 from twingan.errors import UserError
-from twingan.networks import DOMAIN_A, DOMAIN_B, Discriminator, DomainBatchNorm2d, TwinGAN
+from twingan.networks import DOMAIN_A, DOMAIN_B, Discriminator, DomainNorm2d, SkipGate, TwinGAN, num_channels
+from twingan.patch_nce import LATENT, PatchNCE, feature_levels
 from twingan.schedule import Phase, build_phases
 from twingan.stepping import StepContext, detached_values
 
@@ -37,11 +38,18 @@ def fade_reals(x: Tensor, alpha: float) -> Tensor:
 
 
 def domain_switch_parameters(net: nn.Module) -> list[nn.Parameter]:
-    """The per-domain batch-norm scales and shifts, the only parameters that tell the domains apart,
-    and the character FCs that shift them per character: all O(1) modulations that learn far more
-    slowly than the conv weights at one shared lr. (With the FCs at the shared lr a 32 px run's
-    outputs followed the reference's colour 44% of the time, against 69% with them here.)"""
-    return [p for m in net.modules() if isinstance(m, DomainBatchNorm2d) for p in m.parameters()]
+    """The per-domain norm scales and shifts (and LIN mixes), the only parameters that tell the
+    domains apart, the per-domain link gates, and the character FCs that shift the norms per
+    character: all O(1) modulations that learn far more slowly than the conv weights at one shared
+    lr. (With the FCs at the shared lr a 32 px run's outputs followed the reference's colour 44% of
+    the time, against 69% with them here.)"""
+    return [p for m in net.modules() if isinstance(m, (DomainNorm2d, SkipGate)) for p in m.parameters()]
+
+
+def nce_channels(cfg: Config) -> dict[int, int]:
+    """Channels of every encoder output PatchNCE can use: the latent and each link (keyed by size)."""
+    sizes = [2**k for k in range(3, cfg.model.resolution.bit_length())]
+    return {LATENT: num_channels(cfg.model, 4), **{hw: num_channels(cfg.model, hw // 2) for hw in sizes}}
 
 
 class TwinGANRecipe:
@@ -54,7 +62,8 @@ class TwinGANRecipe:
     def __init__(self, cfg: Config, ctx: StepContext, image_channels: int, domain_sizes: list[int]) -> None:
         self.cfg, self.ctx = cfg, ctx
         try:
-            self.phases = build_phases(cfg.train.start_resolution, cfg.model.resolution, cfg.train.phase_images)
+            self.phases = build_phases(cfg.train.start_resolution, cfg.model.resolution, cfg.train.phase_images,
+                                       cfg.train.final_phase_images)
         except ValueError as exc:
             raise UserError(f"schedule: {exc} (model.resolution, train.start_resolution)") from None
         missing = sorted({p.resolution for p in self.phases} - set(cfg.train.batch_size))
@@ -80,6 +89,11 @@ class TwinGANRecipe:
             self.scaler_c = ctx.grad_scaler()
             apart |= {id(p) for p in self.net.character.parameters()}
         rest = [p for p in self.net.parameters() if id(p) not in apart]
+        self.nce = PatchNCE(nce_channels(cfg)).to(ctx.device) if cfg.loss.nce > 0 else None
+        if self.nce is not None:
+            distributed.broadcast_parameters(self.nce, ctx.dist)
+            rest += list(self.nce.parameters())
+        self.generator_side = nn.ModuleList([self.net, *([self.nce] if self.nce is not None else [])])
         self.opt_g = torch.optim.Adam([{"params": rest},
                                        {"params": switch, "lr": cfg.train.lr * cfg.train.domain_switch_lr_multiplier}],
                                       **adam)
@@ -134,6 +148,9 @@ class TwinGANRecipe:
             terms["character"] = code_consistency(found, target, self.source)
             with torch.no_grad():  # the same distance to another picture's code: what "not carried" looks like
                 terms["character_mismatch"] = code_consistency(found, target.roll(1, 0), self.source)
+        if self.nce is not None:
+            terms["nce"] = sum(self.nce(feature_levels(*recodes[d]), feature_levels(*codes[1 - d]), w.nce_patches)
+                               for d in DOMAINS)
         if w.cycle > 0:
             terms["cycle"] = sum(F.l1_loss(gen(*recodes[d], 1 - d, res, alpha, conditions["recon"][1 - d]),
                                            reals[1 - d]) for d in DOMAINS)
@@ -168,7 +185,7 @@ class TwinGANRecipe:
         res, alpha = phase.resolution, phase.alpha(images_seen)
         weights = {"reconstruction": w.reconstruction, "semantic": w.semantic, "cycle": w.cycle,
                    "translation_gan": w.translation_gan, "reconstruction_gan": w.reconstruction_gan,
-                   "character": w.character}
+                   "character": w.character, "nce": w.nce}
         reals = [fade_reals(x, alpha) for x in reals]
         c_values: dict[str, float] = {}
         if self.source == "learned" and w.character_contrastive > 0:
@@ -187,7 +204,7 @@ class TwinGANRecipe:
             module.requires_grad_(True)
         if g_values is None:
             return None
-        ctx.update(g_total, self.opt_g, self.net, self.scaler_g)
+        ctx.update(g_total, self.opt_g, self.generator_side, self.scaler_g)
         self.update_ema(reals[0].shape[0] * ctx.dist.world_size, images_seen)
 
         d_weights = {"d_translation": w.translation_gan, "d_reconstruction": w.reconstruction_gan,
@@ -245,6 +262,8 @@ class TwinGANRecipe:
         state = {"net": self.net.state_dict(), "ema": self.ema.state_dict(), "discs": self.discs.state_dict(),
                  "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                  "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict()}
+        if self.nce is not None:
+            state["nce"] = self.nce.state_dict()
         if self.source == "learned":
             state |= {"opt_c": self.opt_c.state_dict(), "scaler_c": self.scaler_c.state_dict()}
         return state
@@ -258,6 +277,8 @@ class TwinGANRecipe:
         self.opt_d.load_state_dict(state["opt_d"])
         self.scaler_g.load_state_dict(state["scaler_g"])
         self.scaler_d.load_state_dict(state["scaler_d"])
+        if self.nce is not None:
+            self.nce.load_state_dict(state["nce"])
         if self.source == "learned":
             self.opt_c.load_state_dict(state["opt_c"])
             self.scaler_c.load_state_dict(state["scaler_c"])

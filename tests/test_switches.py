@@ -1,0 +1,242 @@
+"""The Twin-GAN quality switches: model.norm, model.skip_gate, model.discriminator, loss.nce,
+train.final_phase_images, and the proxy score they are ranked by (docs/quality.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import load_tool
+from test_training import metrics, tiny_preset
+
+from twingan.checkpoint import load_checkpoint
+from twingan.config import PRESET_DIR, ModelConfig, load_config
+from twingan.evaluate import evaluate, proxy_scores
+from twingan.networks import DOMAIN_A, DOMAIN_B, Discriminator, DomainNorm2d, Generator, SkipGate, TwinGAN
+from twingan.patch_nce import PatchNCE
+from twingan.schedule import build_phases
+from twingan.training import Trainer
+from twingan.translator import Translator
+
+RES = 32
+
+
+def small_cfg(**overrides) -> ModelConfig:
+    return dataclasses.replace(ModelConfig(resolution=RES, channel_base=64, max_channels=32,
+                                           unet_max_resolution=RES), **overrides)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+# ----------------------------------------------------------------- model.norm
+@pytest.mark.parametrize("kind", ["instance", "layer_instance"])
+def test_instance_kinds_remove_each_pictures_own_statistics(kind):
+    norm = DomainNorm2d(6, kind=kind)
+    x = torch.randn(3, 6, 8, 8)
+    scale, shift = torch.tensor([2.0, 0.5, 3.0]), torch.tensor([1.0, -2.0, 0.3])
+    brighter = x * scale[:, None, None, None] + shift[:, None, None, None]
+    torch.testing.assert_close(norm(brighter, DOMAIN_A), norm(x, DOMAIN_A), rtol=1e-4, atol=1e-4)
+    batch = DomainNorm2d(6, kind="batch").train()
+    assert not torch.allclose(batch(brighter, DOMAIN_A), batch(x, DOMAIN_A), atol=1e-2)
+
+
+@pytest.mark.parametrize("kind", ["batch", "instance", "layer_instance"])
+def test_the_domain_index_selects_that_domains_parameters_only(kind):
+    cfg = small_cfg(norm=kind)
+    model = TwinGAN(cfg).eval()
+    x = torch.rand(2, 3, RES, RES)
+    before = [model.translate(x, DOMAIN_A, d, RES) for d in (DOMAIN_A, DOMAIN_B)]
+    with torch.no_grad():
+        for norm in (m for m in model.modules() if isinstance(m, DomainNorm2d)):
+            if kind == "batch":
+                norm.norms[DOMAIN_B].weight.uniform_(0.5, 1.5)
+            else:
+                norm.weight[DOMAIN_B].uniform_(0.5, 1.5)
+                norm.bias[DOMAIN_B].normal_(0, 0.5)
+    after = [model.translate(x, DOMAIN_A, d, RES) for d in (DOMAIN_A, DOMAIN_B)]
+    # Domain A's own path (encoder and generator) is untouched; anything through B changed.
+    torch.testing.assert_close(after[DOMAIN_A], before[DOMAIN_A])
+    assert (after[DOMAIN_B] - before[DOMAIN_B]).abs().mean() > 1e-3
+
+
+def test_layer_instance_mix_is_per_domain_and_clamped():
+    norm = DomainNorm2d(4, kind="layer_instance")
+    assert norm.rho.shape == (2, 4) and torch.all(norm.rho == 0.9)
+    x = torch.randn(2, 4, 5, 5)
+    with torch.no_grad():
+        norm.rho[DOMAIN_B].fill_(7.0)  # clamped to 1: pure instance norm
+    pure = DomainNorm2d(4, kind="instance")
+    torch.testing.assert_close(norm(x, DOMAIN_B), pure(x, DOMAIN_B))
+    assert not torch.allclose(norm(x, DOMAIN_A), pure(x, DOMAIN_A))
+
+
+def test_unknown_norm_is_refused():
+    with pytest.raises(ValueError, match="unknown normalisation"):
+        DomainNorm2d(4, kind="group")
+
+
+# ----------------------------------------------------------------- model.skip_gate
+def test_a_closed_gate_passes_nothing():
+    cfg = small_cfg(skip_gate="gated")
+    gen = Generator(cfg).eval()
+    latent = torch.randn(2, 32, 4, 4)
+    skips = {hw: torch.randn(2, c, hw, hw) for hw, c in ((8, 32), (16, 32), (32, 16))}
+    zeros = {hw: torch.zeros_like(s) for hw, s in skips.items()}
+    for domain in (DOMAIN_A, DOMAIN_B):
+        torch.testing.assert_close(gen(latent, skips, domain, RES), gen(latent, zeros, domain, RES))
+    ungated = Generator(small_cfg()).eval()
+    assert not torch.allclose(ungated(latent, skips, DOMAIN_A, RES), ungated(latent, zeros, DOMAIN_A, RES))
+
+
+def test_a_gate_opens_per_domain_and_learns_from_a_closed_start():
+    cfg = small_cfg(skip_gate="gated")
+    gen = Generator(cfg).eval()
+    gates = [m for m in gen.modules() if isinstance(m, SkipGate)]
+    assert len(gates) == 3 and all(torch.all(g.weight == 0) for g in gates)
+    latent = torch.randn(2, 32, 4, 4)
+    skips = {hw: torch.randn(2, c, hw, hw) for hw, c in ((8, 32), (16, 32), (32, 16))}
+    gen(latent, skips, DOMAIN_B, RES).square().mean().backward()
+    assert all(g.weight.grad[DOMAIN_B].abs().sum() > 0 and torch.all(g.weight.grad[DOMAIN_A] == 0) for g in gates)
+    zeros = {hw: torch.zeros_like(s) for hw, s in skips.items()}
+    with torch.no_grad():
+        for g in gates:
+            g.weight[DOMAIN_B].fill_(1.0)
+    torch.testing.assert_close(gen(latent, skips, DOMAIN_A, RES), gen(latent, zeros, DOMAIN_A, RES))
+    assert not torch.allclose(gen(latent, skips, DOMAIN_B, RES), gen(latent, zeros, DOMAIN_B, RES))
+
+
+def test_gates_learn_at_the_domain_switch_rate(tmp_path):
+    cfg = load_config(tiny_preset(tmp_path), ["model.skip_gate=gated", "train.domain_switch_lr_multiplier=10"])
+    recipe = Trainer(cfg, tmp_path / "run", progress=False).recipe
+    switch = {id(p) for p in recipe.opt_g.param_groups[1]["params"]}
+    gates = [m.weight for m in recipe.net.modules() if isinstance(m, SkipGate)]
+    assert gates and all(id(g) in switch for g in gates)
+
+
+# ----------------------------------------------------------------- model.discriminator
+@pytest.mark.parametrize("resolution,cells", [(4, 16), (8, 16), (16, 16), (32, 64)])
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_patch_critic_scores_every_cell_and_the_whole(resolution, cells, alpha):
+    disc = Discriminator(small_cfg(discriminator="patch", patch_scale=4))
+    logits = disc(torch.rand(4, 3, resolution, resolution), resolution, alpha)
+    assert logits.shape == (4, 2 * cells)
+    # The global logit is repeated once per cell: the GAN losses' mean weighs both halves equally.
+    assert torch.all(logits[:, :cells] == logits[:, :1])
+
+
+def test_patch_grid_follows_patch_scale():
+    disc = Discriminator(small_cfg(discriminator="patch", patch_scale=2))
+    assert disc(torch.rand(2, 3, RES, RES), RES).shape == (2, 2 * 16 * 16)
+    assert Discriminator(small_cfg())(torch.rand(2, 3, RES, RES), RES).shape == (2,)
+
+
+def test_a_patch_cell_sees_only_its_part_of_the_picture():
+    disc = Discriminator(small_cfg(discriminator="patch", patch_scale=2, mbstd_group_size=1)).eval()
+    x = torch.rand(1, 3, RES, RES)
+    changed = x.clone()
+    changed[:, :, :4, :4] += 1.0  # the top-left corner only
+    cells = disc(changed, RES)[0, 256:].reshape(16, 16) - disc(x, RES)[0, 256:].reshape(16, 16)
+    assert cells[0, 0].abs() > 0 and torch.all(cells[12:, 12:] == 0)
+
+
+# ----------------------------------------------------------------- loss.nce
+def test_patch_nce_is_low_when_patches_match_and_the_source_gets_no_gradient():
+    nce = PatchNCE({4: 8, 8: 6})
+    source = {4: torch.randn(2, 8, 4, 4, requires_grad=True), 8: torch.randn(2, 6, 8, 8, requires_grad=True)}
+    chance = math.log(16) / 2 + math.log(16) / 2  # 16 patches at 4 px, 16 sampled of 64 at 8 px
+    shuffled = {hw: s.detach()[:, :, torch.randperm(s.shape[2])] for hw, s in source.items()}
+    optimiser = torch.optim.Adam(nce.parameters(), lr=1e-2)
+    for _ in range(60):
+        loss = nce({hw: s.detach() + 0.05 * torch.randn_like(s) for hw, s in source.items()}, source, patches=16)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        matched = nce({hw: s.detach() for hw, s in source.items()}, source, patches=16)
+        mismatched = nce(shuffled, source, patches=16)
+    assert float(matched) < 0.3 * chance
+    assert float(mismatched) > float(matched) + 1.0
+    assert all(s.grad is None for s in source.values())
+
+
+def test_a_short_run_lowers_the_nce_term(tmp_path):
+    preset = tiny_preset(tmp_path, loss={"nce": 1.0, "nce_patches": 16},
+                         train={"start_resolution": 8, "phase_images": 600, "lr": 5e-4, "checkpoint_every": 100_000})
+    Trainer(load_config(preset), tmp_path / "run", progress=False).run()
+    nce = [m["nce"] for m in metrics(tmp_path / "run")]
+    assert len(nce) == 150
+    start, end = sum(nce[:15]) / 15, sum(nce[-15:]) / 15
+    assert end < 0.8 * start, (start, end)
+
+
+def test_nce_heads_are_trained_saved_and_resumed(tmp_path):
+    cfg = load_config(tiny_preset(tmp_path, loss={"nce": 1.0}))
+    Trainer(cfg, tmp_path / "full", progress=False).run()
+    state = load_checkpoint(tmp_path / "full")
+    assert any(k.startswith("heads.") for k in state["nce"])
+    resumed = Trainer(cfg, tmp_path / "resumed", progress=False)
+    resumed.resume(tmp_path / "full" / "checkpoints" / "ckpt-000000000012.pt")
+    resumed.run()
+    full_tail = [m["nce"] for m in metrics(tmp_path / "full") if m["images_seen"] > 12]
+    assert full_tail == pytest.approx([m["nce"] for m in metrics(tmp_path / "resumed")], rel=1e-5)
+
+
+# ----------------------------------------------------------------- all switches together
+def test_every_switch_trains_translates_and_reloads(tmp_path):
+    overrides = ["model.norm=layer_instance", "model.skip_gate=gated", "model.discriminator=patch", "loss.nce=1"]
+    Trainer(load_config(tiny_preset(tmp_path), overrides), tmp_path / "run", progress=False).run()
+    translator = Translator.from_checkpoint(tmp_path / "run", "cpu")
+    sets = {d: torch.rand(4, 3, 8, 8) * 2 - 1 for d in "ab"}
+    scores = proxy_scores(evaluate(sets, translator, None, progress=False))
+    assert set(scores) == {"swd_a2b", "swd_b2a", "recon_l1"} and all(v > 0 for v in scores.values())
+
+
+# ----------------------------------------------------------------- schedule and proxy score
+def test_final_phase_images_sets_the_last_stable_phase_only():
+    phases = build_phases(8, 32, 100, final_phase_images=1000)
+    assert [p.length for p in phases] == [100, 100, 100, 100, 1000]
+    assert phases[-1].resolution == 32 and not phases[-1].fading and phases[-1].end == 1400
+    assert [p.length for p in build_phases(8, 32, 100)] == [100] * 5
+
+
+def test_proxy_scores_follow_the_translations():
+    def smooth(x):
+        return F.interpolate(F.avg_pool2d(x, 4), scale_factor=4, mode="bilinear")
+
+    real = {"a": torch.rand(40, 3, 16, 16) * 2 - 1}
+    real["b"] = smooth(torch.rand(40, 3, 16, 16) * 2 - 1)  # anime: flat regions; photos: fine texture
+
+    class Fake:
+        """Translator stand-in: `good` makes photos as flat as the anime set, else leaves them alone."""
+
+        def __init__(self, good: bool) -> None:
+            self.good = good
+
+        def run(self, x, direction, cycle):
+            out = smooth(x) if self.good and direction == "a2b" else x
+            return out, x
+
+        def reconstruct(self, x, domain):
+            return x + 0.1
+
+    good, bad = (proxy_scores(evaluate(real, Fake(flag), None, progress=False)) for flag in (True, False))
+    assert good["swd_a2b"] < 0.5 * bad["swd_a2b"]
+    assert good["swd_b2a"] == pytest.approx(bad["swd_b2a"])
+    assert good["recon_l1"] == pytest.approx(0.1, abs=1e-6)
+
+
+def test_every_variant_of_the_sweep_file_is_a_valid_config():
+    load_tool("quality_run")
+    proxy, sweep = load_tool("proxy_run"), load_tool("proxy_sweep")
+    variants = sweep.read_variants(PRESET_DIR.parent / "tools" / "proxy_variants.txt")
+    assert variants[0] == ("base", []) and len(variants) >= 10
+    assert len({name for name, _ in variants}) == len(variants)
+    for _, overrides in variants:
+        cfg = load_config("twingan_cpu_64_v1", ["model.resolution=32", *proxy.PROXY_OVERRIDES, *overrides])
+        assert cfg.model.resolution == 32 and cfg.train.final_phase_images == 1_000_000
