@@ -177,14 +177,12 @@ class DomainNorm2d(nn.Module):
     def _normalise(self, x: Tensor, domain: int) -> Tensor:
         if self.kind == "batch":
             return self.norms[domain](x)
-        # Statistics in fp32 under autocast, as F.instance_norm does; the result keeps x's dtype.
+        # Statistics in fp32 under autocast; the result keeps x's dtype.
         xf = x.float()
-        var, mean = torch.var_mean(xf, dim=(2, 3), keepdim=True, unbiased=False)
-        h = (xf - mean) * torch.rsqrt(var + 1e-5)
+        h = F.instance_norm(xf)
         if self.kind == "layer_instance":
-            lvar, lmean = torch.var_mean(xf, dim=(1, 2, 3), keepdim=True, unbiased=False)
             rho = self.rho[domain].clamp(0.0, 1.0)[None, :, None, None]
-            h = rho * h + (1.0 - rho) * (xf - lmean) * torch.rsqrt(lvar + 1e-5)
+            h = rho * h + (1.0 - rho) * F.layer_norm(xf, xf.shape[1:])
         h = h * self.weight[domain][None, :, None, None] + self.bias[domain][None, :, None, None]
         return h.to(x.dtype)
 
@@ -286,6 +284,11 @@ class SkipGate(nn.Module):
 
     def forward(self, skip: Tensor, domain: int) -> Tensor:
         return skip * self.weight[domain].to(skip.dtype)[None, :, None, None]
+
+
+def encoder_channels(cfg: ModelConfig) -> dict[int, int]:
+    """Channels of every encoder output by its side: the 4 x 4 latent and each UNet link."""
+    return {4: num_channels(cfg, 4), **{hw: num_channels(cfg, hw // 2) for hw in _resolutions(cfg.resolution)}}
 
 
 class _UpBlock(nn.Module):
@@ -406,27 +409,23 @@ class Discriminator(nn.Module):
     def forward(self, x: Tensor, resolution: int, alpha: float = 1.0) -> Tensor:
         _check_phase(resolution, alpha, self.max_resolution)
         cells = max(resolution // self.patch_scale, 4) if self.patch_scale else None
-        patches = None
+        at_cells = None
         h = self.from_rgb[str(resolution)](x)
         hw = resolution
         if hw > 4 and alpha < 1.0:
             h_prev = self.from_rgb[str(hw // 2)](F.avg_pool2d(x, 2))
             h = _blend(self.blocks[str(hw)](h), h_prev, alpha)
             hw //= 2
-            if hw == cells and hw > 4:
-                patches = self.patch_heads[str(hw)](h)
+            at_cells = h if hw == cells else at_cells
         while hw > 4:
             h = self.blocks[str(hw)](h)
             hw //= 2
-            if hw == cells and hw > 4:
-                patches = self.patch_heads[str(hw)](h)
+            at_cells = h if hw == cells else at_cells
         h = self.conv4(minibatch_stddev(h, self.group_size))
-        if cells == 4:
-            patches = self.patch_heads["4"](h)
         logit = self.out(self.dense4(h).flatten(1))
-        if patches is None:
+        if cells is None:
             return logit.squeeze(1)
-        patches = patches.flatten(1)
+        patches = self.patch_heads[str(cells)](h if cells == 4 else at_cells).flatten(1)
         return torch.cat([logit.expand(-1, patches.shape[1]), patches], dim=1)
 
 

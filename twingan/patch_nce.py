@@ -22,7 +22,8 @@ from torch import Tensor, nn
 TEMPERATURE = 0.07
 """CUT's nce_T."""
 LATENT = 4
-"""Key of the 4 x 4 latent among the feature levels (the encoder skips are keyed by their size)."""
+"""Key of the 4 x 4 latent among the feature levels (the encoder skips are keyed by their size),
+as in networks.encoder_channels."""
 
 
 class PatchNCE(nn.Module):

@@ -21,8 +21,8 @@ from twingan import distributed, losses
 from twingan.character import code_consistency, contrastive_loss, load_tag_code
 from twingan.config import Config
 from twingan.errors import UserError
-from twingan.networks import DOMAIN_A, DOMAIN_B, Discriminator, DomainNorm2d, SkipGate, TwinGAN, num_channels
-from twingan.patch_nce import LATENT, PatchNCE, feature_levels
+from twingan.networks import DOMAIN_A, DOMAIN_B, Discriminator, DomainNorm2d, SkipGate, TwinGAN, encoder_channels
+from twingan.patch_nce import PatchNCE, feature_levels
 from twingan.schedule import Phase, build_phases
 from twingan.stepping import StepContext, detached_values
 
@@ -44,12 +44,6 @@ def domain_switch_parameters(net: nn.Module) -> list[nn.Parameter]:
     lr. (With the FCs at the shared lr a 32 px run's outputs followed the reference's colour 44% of
     the time, against 69% with them here.)"""
     return [p for m in net.modules() if isinstance(m, (DomainNorm2d, SkipGate)) for p in m.parameters()]
-
-
-def nce_channels(cfg: Config) -> dict[int, int]:
-    """Channels of every encoder output PatchNCE can use: the latent and each link (keyed by size)."""
-    sizes = [2**k for k in range(3, cfg.model.resolution.bit_length())]
-    return {LATENT: num_channels(cfg.model, 4), **{hw: num_channels(cfg.model, hw // 2) for hw in sizes}}
 
 
 class TwinGANRecipe:
@@ -89,7 +83,7 @@ class TwinGANRecipe:
             self.scaler_c = ctx.grad_scaler()
             apart |= {id(p) for p in self.net.character.parameters()}
         rest = [p for p in self.net.parameters() if id(p) not in apart]
-        self.nce = PatchNCE(nce_channels(cfg)).to(ctx.device) if cfg.loss.nce > 0 else None
+        self.nce = PatchNCE(encoder_channels(cfg.model)).to(ctx.device) if cfg.loss.nce > 0 else None
         if self.nce is not None:
             distributed.broadcast_parameters(self.nce, ctx.dist)
             rest += list(self.nce.parameters())
