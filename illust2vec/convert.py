@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from illust2vec.caffe import read_caffemodel
 from illust2vec.network import Illust2VecNet, Variant, infer_width
+from twingan import weights
 from twingan.atomic import atomic_path
 
 FORMAT = "illust2vec-weights"
@@ -77,13 +77,10 @@ def convert_caffemodel(source: str | Path, target: str | Path) -> Variant:
 
 
 def load_weights(path: str | Path) -> tuple[Variant, float, dict[str, torch.Tensor]]:
-    """A converted file -> (variant, width, state dict). Raises ValueError for foreign files."""
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except SafetensorError as exc:
-        raise ValueError(f"not a safetensors file ({exc})") from None
+    """A converted file -> (variant, width, state dict), read by the safe loader: a file that is not
+    safetensors (a pickle, which could carry code) is a UserError, a foreign safetensors a ValueError."""
+    loaded = weights.load_weights(path, "illust2vec weights", formats=("safetensors",))
+    metadata, state = loaded.metadata, loaded.content
     if metadata.get("format") != FORMAT or metadata.get("variant") not in ("tag", "feature"):
         raise ValueError("not an illust2vec weights file made by `illust2vec convert`")
-    state = load_file(str(path))
     return metadata["variant"], infer_width(state), state

@@ -69,6 +69,8 @@ class Illust2Vec:
             variant, width, state = load_weights(path)
             net = Illust2VecNet(variant, width)
             net.load_state_dict(state)
+        except UserError as exc:  # not safetensors, truncated, or a pickle that would run code
+            raise UserError(f"{exc}. {WEIGHTS_HELP}") from None
         except (ValueError, RuntimeError, OSError) as exc:
             raise UserError(f"illust2vec weights {path} cannot be used: {str(exc).splitlines()[0][:200]}. "
                             f"{WEIGHTS_HELP}") from None

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import io
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -21,6 +24,29 @@ import yaml
 from PIL import Image
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """preexec_fn of every test subprocess: the kernel sends it SIGTERM when pytest ends, however
+    it ends (Ctrl-C, kill), so no child such as a `twingan train` with an endless schedule
+    outlives the test run. (Linux; elsewhere the child is on its own, as before.)"""
+    name = ctypes.util.find_library("c")
+    if name:
+        ctypes.CDLL(name).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_stops_the_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`twingan train` takes a first Ctrl-C as "finish this step and save"; inside pytest that
+    only ended the current test, so in-process trainers raise KeyboardInterrupt at once instead."""
+    training = sys.modules.get("twingan.training")
+    if training is not None:
+        monkeypatch.setattr(training.Trainer, "_on_signal", _interrupt)
 
 
 def gradient_image(size: int = 32, seed: int = 0) -> Image.Image:
@@ -112,7 +138,8 @@ def run_two_ranks(tmp_path: Path, preset: Path, *networks: str) -> subprocess.Co
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          str(script), str(preset), str(tmp_path / "run"), *networks],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False,
+        preexec_fn=die_with_parent)
 
 
 @contextlib.contextmanager
@@ -123,7 +150,7 @@ def live_server(app) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 300
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("uvicorn did not start")
@@ -133,7 +160,7 @@ def live_server(app) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(timeout=30)
+        thread.join(timeout=300)
 
 
 def load_tool(name: str):

@@ -39,7 +39,7 @@ class _Payload:
 def test_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
     path = tmp_path / "evil.pt"
     torch.save({"format": "twingan-checkpoint", "version": 1, "payload": _Payload()}, path)
-    with pytest.raises(UserError, match="cannot be read"):
+    with pytest.raises(UserError, match="is refused: it holds Python objects that would run code"):
         load_checkpoint(path)
     assert "this ran code" not in capsys.readouterr().out
 
@@ -47,7 +47,7 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
 @pytest.mark.parametrize("make, message", [
     (lambda p: None, "does not exist"),
     (lambda p: p.mkdir(), "holds no checkpoint"),
-    (lambda p: p.write_text("not a checkpoint"), "cannot be read"),
+    (lambda p: p.write_text("not a checkpoint"), "is not a PyTorch .pt/.pth file"),
 ])
 def test_missing_or_bad_paths(tmp_path, make, message):
     target = tmp_path / "ck"

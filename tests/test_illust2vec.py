@@ -175,7 +175,7 @@ def test_missing_or_wrong_weights_say_what_file_is_needed(tmp_path, ramp_weights
     assert "illust2vec_tag_ver200.caffemodel" in result.output and "illust2vec convert" in result.output
     (tmp_path / "bad.safetensors").write_bytes(b"junk")
     result = CliRunner().invoke(main, ["tag", str(tmp_path / "p.png"), "-w", str(tmp_path / "bad.safetensors")])
-    assert result.exit_code == 1 and "cannot be used" in result.output
+    assert result.exit_code == 1 and "is not a .safetensors file" in result.output
     with pytest.raises(Exception, match="needs the feature model"):
         Illust2Vec.load(ramp_weights).features([Image.new("RGB", (8, 8))])
 

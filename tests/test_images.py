@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import encoded, gradient_image, png_header_only
@@ -122,3 +126,21 @@ def test_find_images_is_recursive_and_case_insensitive(tmp_path):
         path.write_bytes(b"x")
     names = [p.relative_to(tmp_path).as_posix() for p in find_images(tmp_path)]
     assert names == ["a.JPG", "d.bmp", "e.Png", "sub/b.jpeg", "sub/deeper/c.webp"]
+
+
+def test_a_folder_that_cannot_be_listed_is_reported_not_skipped_silently(tmp_path, caplog, monkeypatch):
+    for folder, name in (("open", "a.png"), ("shut", "b.png")):
+        (tmp_path / folder).mkdir()
+        gradient_image(8).save(tmp_path / folder / name)
+    listing = os.scandir
+
+    def scandir(path="."):  # what a folder without read permission does (root is never refused)
+        if Path(path).name == "shut":
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return listing(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    unlisted: list[tuple[str, str]] = []
+    assert [p.name for p in find_images(tmp_path, unlisted)] == ["a.png"]
+    assert unlisted == [(str(tmp_path / "shut"), "folder cannot be listed (permission denied)")]
+    assert any("shut" in r.getMessage() and "left out" in r.getMessage() for r in caplog.records)

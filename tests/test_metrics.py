@@ -92,8 +92,11 @@ def test_missing_inception_weights_name_the_file(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="not found"):
         InceptionFeatures(tmp_path / "nothing.pth")
     (tmp_path / "junk.pth").write_bytes(b"junk")
-    with pytest.raises(UserError, match="cannot be used"):
+    with pytest.raises(UserError, match="is not a PyTorch .pt/.pth file. KID, FID and IS need"):
         InceptionFeatures(tmp_path / "junk.pth")
+    torch.save({"w": torch.ones(1)}, tmp_path / "other.pth")
+    with pytest.raises(UserError, match="cannot be used"):
+        InceptionFeatures(tmp_path / "other.pth")
 
 
 def test_identity_eval_runs_the_other_metrics_without_weights(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import skimage.data
 from click.testing import CliRunner
-from conftest import encoded, gradient_image, live_server, load_tool, png_header_only
+from conftest import die_with_parent, encoded, gradient_image, live_server, load_tool, png_header_only
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -29,6 +29,9 @@ from twingan.training import Trainer
 
 import test_character
 import test_training
+
+HANG = 600
+"""Seconds before a wait counts as a hang: only a bug reaches it, a slow machine does not."""
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +283,7 @@ def test_the_server_answers_while_the_model_is_busy_and_batches_what_queued(serv
 
     def slow(plans, direction):
         started.set()
-        release.wait(20)
+        release.wait(HANG)
         return real(plans, direction)
 
     monkeypatch.setattr(service, "translate_batch", slow)
@@ -291,24 +294,25 @@ def test_the_server_answers_while_the_model_is_busy_and_batches_what_queued(serv
 
         def send(i: int) -> None:
             results[i] = httpx.post(f"{url}/api/translate", files={"photo": ("p.png", photos[i], "image/png")},
-                                    timeout=60)
+                                    timeout=HANG)
 
         threads = [threading.Thread(target=send, args=(0,))]
         threads[0].start()
-        assert started.wait(20)
+        assert started.wait(HANG)
         threads += [threading.Thread(target=send, args=(i,)) for i in range(1, 6)]
         for t in threads[1:]:
             t.start()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + HANG
         while app.state.batcher.waiting < 5 and time.monotonic() < deadline:
             time.sleep(0.01)
-        began = time.perf_counter()
-        health = httpx.get(f"{url}/api/health", timeout=5)
-        assert health.status_code == 200 and time.perf_counter() - began < 1.0
+        # The model thread is held until `release`: an answer now is an answer while it is busy,
+        # however slow the machine (no timing is asserted).
+        health = httpx.get(f"{url}/api/health", timeout=HANG)
+        assert health.status_code == 200 and not release.is_set()
         assert health.json()["batching"]["waiting"] == 5
         release.set()
         for t in threads:
-            t.join(30)
+            t.join(HANG)
     assert app.state.batcher.stats.largest == 5
     for i, photo in enumerate(photos):
         alone = service.translator.translate(Image.open(io.BytesIO(photo)))
@@ -346,7 +350,7 @@ def test_the_serve_command_serves_and_cleans_up_its_temporary_folder(world, tmp_
     bench = load_tool("bench_serve")
     env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
     with bench.running_server(["-c", str(world["run"]), "--index", str(world["index"]), "--device", "cpu"],
-                              env=env) as (url, process):
+                              env=env, preexec_fn=die_with_parent) as (url, process):
         assert [p.name.startswith("twingan-serve-") for p in tmp_path.iterdir()] == [True]
         health = httpx.get(f"{url}/api/health").json()
         assert health["index"] == {"photos": 8, "anime": 8}

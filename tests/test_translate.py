@@ -104,7 +104,7 @@ def test_bad_inputs_are_skipped_reported_and_fail_the_exit_status(tmp_path, chec
 
 @pytest.mark.parametrize(("make", "message"), [
     (lambda d: d / "missing.pt", "does not exist"),
-    (lambda d: (d / "t.pt").write_bytes(b"\x00" * 10) and d / "t.pt", "cannot be read"),
+    (lambda d: (d / "t.pt").write_bytes(b"\x00" * 10) and d / "t.pt", "is not a PyTorch .pt/.pth file"),
     (lambda d: torch.save({"weights": torch.ones(1)}, d / "f.pt") or d / "f.pt", "not a TwinGAN checkpoint"),
 ])
 def test_bad_checkpoints_give_one_line(tmp_path, make, message):
@@ -120,7 +120,7 @@ def test_unwritable_output_and_missing_input_are_refused_before_work(tmp_path, c
     result = invoke(str(tmp_path / "in"), "-c", str(checkpoints["twingan"]), "-o", str(tmp_path / "file"))
     assert result.exit_code == 1 and "is a file" in result.output
     result = invoke(str(source), "-c", str(checkpoints["twingan"]), "-o", str(tmp_path / "file" / "x.png"))
-    assert result.exit_code == 1 and "cannot write to output folder" in result.output
+    assert result.exit_code == 1 and "output folder" in result.output and "is a file" in result.output
     result = invoke(str(tmp_path / "nope*.png"), "-c", str(checkpoints["twingan"]))
     assert result.exit_code == 1 and "does not exist" in result.output
 
@@ -128,7 +128,7 @@ def test_unwritable_output_and_missing_input_are_refused_before_work(tmp_path, c
 def test_sizes_the_model_cannot_take_are_refused(tmp_path, checkpoints):
     source = pictures(tmp_path / "in", 1)[0]
     result = invoke(str(source), "-c", str(checkpoints["twingan"]), "-o", str(tmp_path / "o.png"), "--size", "16")
-    assert result.exit_code == 1 and "power of two from 8 to its trained 8" in result.output
+    assert result.exit_code == 1 and "power of two from 8 to 8" in result.output
     assert invoke(str(source), "-c", str(checkpoints["cyclegan"]), "-o", str(tmp_path / "o.png"),
                   "--size", "32").exit_code == 0
     assert Image.open(tmp_path / "o.png").size == (32, 32)

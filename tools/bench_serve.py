@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,12 +88,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(serve_args: list[str], startup_s: float = 180.0,
-                   env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`twingan serve SERVE_ARGS` on a free loopback port, until the block ends (then stopped with SIGTERM)."""
+def running_server(serve_args: list[str], startup_s: float = 180.0, env: dict[str, str] | None = None,
+                   preexec_fn: Callable[[], None] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`twingan serve SERVE_ARGS` on a free loopback port, until the block ends (then stopped with SIGTERM).
+    `preexec_fn` runs in the child before it starts (the tests make it die with them)."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "twingan", "serve", *serve_args, "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                               preexec_fn=preexec_fn)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + startup_s

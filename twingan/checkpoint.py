@@ -1,15 +1,14 @@
 """Checkpoint files: written atomically, loaded without unpickling code, pruned to the last N.
 
-A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so that
-torch.load(weights_only=True) can read it: a checkpoint downloaded from the internet cannot run
-code on the machine that loads it. It carries a format tag so that a foreign file (another
-project's .pt, a truncated copy) is refused with one clear sentence instead of a KeyError.
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so that the safe
+loader (twingan.weights, torch.load with weights_only=True) can read it: a checkpoint downloaded
+from the internet cannot run code on the machine that loads it. It carries a format tag so that
+a foreign file (another project's .pt, a truncated copy) is refused with one clear sentence
+instead of a KeyError.
 """
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import torch
 
 from twingan.atomic import atomic_path
 from twingan.errors import UserError
+from twingan.weights import load_weights
 
 FORMAT = "twingan-checkpoint"
 VERSION = 1
@@ -61,12 +61,7 @@ def find_checkpoint(path: str | Path) -> Path:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a TwinGAN checkpoint onto the CPU; refuse truncated, corrupt and foreign files."""
     path = find_checkpoint(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"checkpoint {path} cannot be read: truncated, corrupt or not a PyTorch file "
-                        f"({reason[:200]})") from None
+    state = load_weights(path, "checkpoint", formats=("torch",), mmap=True).content
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"checkpoint {path} is not a TwinGAN checkpoint")
     if state.get("version") != VERSION:

@@ -1,7 +1,9 @@
 """The `twingan` command: one click group, one subcommand per capability that exists.
 
-User mistakes (`UserError`) become one line on stderr and exit status 1; click's own usage
-errors keep exit status 2. Anything else is a bug and keeps its traceback.
+User mistakes (`UserError`) and the machine's refusals (`OSError`: a full disk, a read-only
+folder) become one line on stderr and exit status 1; click's own usage errors keep exit status 2.
+Anything else is a bug and keeps its traceback. No torch.load of the process may unpickle code
+(see twingan.weights), whichever library makes the call.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from twingan import __version__
 from twingan.checkpoint import latest_checkpoint
 from twingan.config import MODELS, config_to_dict, load_config, resolve_preset
-from twingan.errors import UserError
+from twingan.errors import UserError, describe_os_error
+from twingan.weights import refuse_code_loading
 
 
 class _Group(click.Group):
@@ -57,6 +60,8 @@ class _Group(click.Group):
                 return super().invoke(ctx)
         except UserError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(describe_os_error(exc)) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -69,6 +74,7 @@ def main(verbose: bool) -> None:
     """
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(levelname)s: %(message)s" if verbose else "%(message)s")
+    refuse_code_loading()
 
 
 MODEL_OPTION = click.option("--model", type=click.Choice(list(MODELS)),

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from twingan.atomic import atomic_path
 from twingan.errors import UserError
+from twingan.options import SIZE, writable
 from twingan.translator import DIRECTIONS, Translator
 
 TOLERANCE = 1e-4
@@ -41,7 +42,7 @@ def export_onnx(translator: Translator, target: Path, direction: str = "a2b", si
     """Write the ONNX file atomically; return the largest difference to PyTorch (None if unchecked)."""
     if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxscript") is None:
         raise UserError("ONNX export needs the onnx extra: pip install -e \".[onnx]\" (onnx, onnxscript, onnxruntime)")
-    size = size or translator.resolution
+    size = translator.resolution if size is None else size
     translator.check_size(size)
     module = OneWay(translator, direction).eval().cpu()
     example = torch.rand(2, translator.channels, size, size, generator=torch.Generator().manual_seed(0))
@@ -74,20 +75,19 @@ def _check(module: nn.Module, path: Path, example: Tensor) -> float | None:
 @click.command("export")
 @click.option("--checkpoint", "-c", required=True, type=click.Path(path_type=Path),
               help="A checkpoint file, or a run folder (its newest checkpoint).")
-@click.option("--onnx", "target", required=True, type=click.Path(path_type=Path), help="ONNX file to write.")
+@click.option("--onnx", "target", required=True, type=click.Path(path_type=Path), callback=writable("ONNX file"),
+              help="ONNX file to write.")
 @click.option("--direction", type=click.Choice(list(DIRECTIONS)), default="a2b", show_default=True)
-@click.option("--size", type=int, help="Input size (default: the checkpoint's trained resolution).")
+@click.option("--size", type=SIZE, help="Input size (default: the resolution the checkpoint finished training at).")
 @click.option("--no-verify", is_flag=True, help="Skip the ONNX Runtime comparison.")
 def export_command(checkpoint: Path, target: Path, direction: str, size: int | None, no_verify: bool) -> None:
     """Export one translation direction (photo -> anime by default) to ONNX.
 
     The model takes float NCHW pictures in [0, 1] at the trained size, any batch size.
     """
-    if target.is_dir():
-        raise UserError(f"--onnx {target} is a folder; give a file name")
     translator = Translator.from_checkpoint(checkpoint, "cpu")
     difference = export_onnx(translator, target, direction, size, verify=not no_verify)
     checked = (f"; ONNX Runtime agrees with PyTorch to {difference:.1e}" if difference is not None
                else "; not checked (onnxruntime is not installed)" if not no_verify else "")
     click.echo(f"wrote {target} ({translator.model}, {direction}, "
-               f"{size or translator.resolution} px){checked}")
+               f"{translator.resolution if size is None else size} px){checked}")

@@ -11,6 +11,9 @@ An index is a folder:
 Writes never damage a good index: new vector files get a new generation name, then meta.sqlite is
 replaced in one rename (it is the only file that says which vector files are current), and only
 then are the old vector files removed. A crash at any point leaves a complete index behind.
+Writers hold an exclusive lock on the folder (`writing`, fcntl.flock on `.write.lock`) from
+reading the index to replacing it, so a second `index add` waits and then adds to what the first
+wrote, instead of replacing it with its own copy. Readers need no lock.
 
 Each domain's vectors are first centred on that domain's mean (recorded at build time): the two
 domains sit apart in the latent space, and uncentred nearly all vectors point the same way
@@ -24,10 +27,14 @@ exact Flat index; larger ones an inverted file (IVF), unless a factory string is
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import logging
 import math
 import sqlite3
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,7 +44,9 @@ import numpy as np
 from twingan.atomic import atomic_path
 from twingan.errors import UserError
 
+log = logging.getLogger(__name__)
 FORMAT = "twingan-index"
+LOCK_NAME = ".write.lock"
 VERSION = 1
 FLAT_LIMIT = 50_000
 HNSW_EF_SEARCH = 256
@@ -90,6 +99,34 @@ def tune_search(index: faiss.Index) -> None:
         inner.nprobe = min(inner.nlist, max(32, inner.nlist // IVF_PROBE_SHARE))
 
 
+def faiss_reason(exc: RuntimeError) -> str:
+    """FAISS's C++ message without its source location: "Error in void faiss::Clustering::train...
+    failed: Number of training points (24) should be ..." -> "Number of training points (24) should be ..."."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    for marker in ("failed: ", "Error: "):
+        if marker in text:
+            return text.rsplit(marker, 1)[1][:200]
+    return text[:200]
+
+
+@contextlib.contextmanager
+def writing(path: str | Path, create: bool = False) -> Iterator[None]:
+    """Hold the index folder's exclusive write lock for the block (made with `create`, else it
+    must exist); a second writer waits, saying so, until the first is done."""
+    path = Path(path)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    elif not (path / "meta.sqlite").is_file():
+        raise UserError(f"index {path} does not exist (no meta.sqlite in it); build one with `twingan index build`")
+    with open(path / LOCK_NAME, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("index %s is being written by another process: waiting until it is done", path)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 class Index:
     """An opened index folder."""
 
@@ -127,9 +164,11 @@ class Index:
                factory: str | None = None) -> Index:
         """A new, empty index whose centring and PCA (if any) are fitted on `vectors` of both domains."""
         path = Path(path)
-        if path.exists() and not (path / "meta.sqlite").exists() and any(path.iterdir()):
+        if path.exists() and not (path / "meta.sqlite").exists() and any(p.name != LOCK_NAME for p in path.iterdir()):
             raise UserError(f"{path} exists and is not a TwinGAN index: choose another -o")
         present = {d: np.asarray(v, np.float32) for d, v in vectors.items() if len(v)}
+        if not present:
+            raise UserError("no picture could be encoded, so there is nothing to index")
         overall = np.concatenate(list(present.values())).mean(0)
         arrays = {f"center_{d}": present[d].mean(0) if d in present else overall for d in DOMAIN_NAMES}
         both = np.concatenate([v - arrays[f"center_{d}"] for d, v in present.items()])
@@ -156,8 +195,7 @@ class Index:
         try:
             indexes = {d: faiss.index_factory(dim, f"IDMap2,{factories[d]}", metric) for d in DOMAIN_NAMES}
         except RuntimeError as exc:
-            reason = str(exc).splitlines()[0][:200]
-            raise UserError(f"FAISS factory string {factory!r} is not valid: {reason}") from None
+            raise UserError(f"FAISS factory string {factory!r} is not valid: {faiss_reason(exc)}") from None
         for built in indexes.values():
             tune_search(built)
         index = cls(path, settings, factories, indexes, arrays, db)
@@ -172,7 +210,12 @@ class Index:
         limit = TRAIN_PER_LIST * inner.nlist if isinstance(inner, faiss.IndexIVF) else len(vectors)
         if len(vectors) > limit:
             vectors = vectors[np.random.default_rng(0).choice(len(vectors), limit, replace=False)]
-        self.indexes[domain].train(self.transform(vectors, domain))
+        try:
+            self.indexes[domain].train(self.transform(vectors, domain))
+        except RuntimeError as exc:
+            raise UserError(f"FAISS cannot build a {self.factories[domain]} index from the {len(vectors)} pictures of "
+                            f"domain {domain}: {faiss_reason(exc)}; give more pictures or another --factory "
+                            "(Flat needs no training)") from None
 
     def contains(self, domain: str, path: str, sha256: str) -> bool:
         row = self.db.execute("SELECT 1 FROM pictures WHERE domain = ? AND path = ? AND sha256 = ?",

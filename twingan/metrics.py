@@ -18,11 +18,20 @@ import torch
 from torch import Tensor, nn
 
 from twingan.errors import UserError
+from twingan.weights import code_loading_refused, load_weights
 
 WEIGHTS_ENV = "TWINGAN_INCEPTION_WEIGHTS"
 WEIGHTS_HELP = ("KID, FID and IS need the Inception weights the usual FID tools use "
                 "(pt_inception-2015-12-05-6726825d.pth, from the torch-fidelity / pytorch-fid releases): "
                 f"give the file with --inception-weights or the {WEIGHTS_ENV} environment variable")
+
+
+def check_weights(path: str | Path) -> None:
+    """The safe loader's verdict on an Inception weights file, with where to get the right one."""
+    try:
+        load_weights(path, "Inception weights", formats=("torch",), mmap=True)
+    except UserError as exc:
+        raise UserError(f"{exc}. {WEIGHTS_HELP}") from None
 
 
 class _Given(nn.Module):
@@ -43,12 +52,16 @@ class InceptionFeatures:
         weights = weights or os.environ.get(WEIGHTS_ENV)
         if not weights:
             raise UserError(WEIGHTS_HELP)
-        if not Path(weights).is_file():
+        if not Path(weights).exists():
             raise UserError(f"Inception weights {weights} not found. {WEIGHTS_HELP}")
+        # torch-fidelity reads the file itself with weights_only=False: it is checked with the safe
+        # loader first (a clear refusal), and the library's own read is forced to be safe as well.
+        check_weights(weights)
         from torchmetrics.image.fid import NoTrainInceptionV3
 
         try:
-            self.net = NoTrainInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"], str(weights))
+            with code_loading_refused():
+                self.net = NoTrainInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"], str(weights))
         except Exception as exc:  # torch-fidelity raises whatever its loader raises on a wrong file
             raise UserError(f"Inception weights {weights} cannot be used ({str(exc).splitlines()[0][:200]}). "
                             f"{WEIGHTS_HELP}") from None

@@ -14,9 +14,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from twingan.atomic import atomic_path
-from twingan.data.images import BadImage, find_images, load_image
+from twingan.data.images import BadImage, describe_skipped, find_images, load_image
 from twingan.errors import UserError
-from twingan.index import DOMAIN_NAMES, Hit, Index, IndexSettings, describe
+from twingan.index import DOMAIN_NAMES, Hit, Index, IndexSettings, describe, writing
+from twingan.options import writable
 
 THUMB = 96
 DOMAIN_LABELS = {"a": "photos", "b": "anime"}
@@ -65,7 +66,8 @@ def index_command() -> None:
               help="A Twin-GAN checkpoint file or run folder.")
 @click.option("--a", "folder_a", type=click.Path(path_type=Path), help="Photos (domain A), searched recursively.")
 @click.option("--b", "folder_b", type=click.Path(path_type=Path), help="Anime pictures (domain B).")
-@click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="The index folder to write.")
+@click.option("-o", "--out", required=True, type=click.Path(path_type=Path), callback=writable("index", folder=True),
+              help="The index folder to write.")
 @click.option("--pca", type=click.IntRange(min=1), help="Reduce vectors to this many dimensions (fitted PCA).")
 @click.option("--no-normalize", is_flag=True, help="Euclidean distance instead of cosine.")
 @click.option("--factory", help="FAISS index factory string, e.g. HNSW32 or IVF1024,Flat "
@@ -86,13 +88,18 @@ def build_command(checkpoint: Path, folder_a: Path | None, folder_b: Path | None
     path = find_checkpoint(checkpoint)
     embedder = Embedder(Translator.from_checkpoint(path, device))
     embedded = {d: embedder.embed_files(paths, d, batch_size, not no_progress) for d, paths in folders.items()}
+    failed = [f for e in embedded.values() for f in e.failed]
+    if not any(e.paths for e in embedded.values()):
+        raise UserError(f"none of the {len(failed)} pictures could be read, so there is nothing to index: "
+                        f"{describe_skipped(failed, limit=2)}")
     settings = IndexSettings(str(path.resolve()), file_sha256(path), embedder.resolution, embedder.dim, pca,
                              not no_normalize)
-    index = Index.create(out, settings, {d: e.vectors for d, e in embedded.items()}, factory)
-    for d, e in embedded.items():
-        index.add(d, e.vectors, [str(p.resolve()) for p in e.paths], e.hashes)
-    index.save()
-    _report(index, [f for e in embedded.values() for f in e.failed])
+    with writing(out, create=True):
+        index = Index.create(out, settings, {d: e.vectors for d, e in embedded.items()}, factory)
+        for d, e in embedded.items():
+            index.add(d, e.vectors, [str(p.resolve()) for p in e.paths], e.hashes)
+        index.save()
+    _report(index, failed)
 
 
 @index_command.command("add")
@@ -110,10 +117,11 @@ def add_command(index_path: Path, folder_a: Path | None, folder_b: Path | None, 
     folders = {d: p for d, p in (("a", _pictures(folder_a, "--a")), ("b", _pictures(folder_b, "--b"))) if p}
     if not folders:
         raise UserError("give --a and/or --b: the folders of pictures to add")
-    index = Index.open(index_path)
-    index.embedder(checkpoint, device)
-    failed = _embed_into(index, folders, batch_size, not no_progress)
-    index.save()
+    with writing(index_path):
+        index = Index.open(index_path)
+        index.embedder(checkpoint, device)
+        failed = _embed_into(index, folders, batch_size, not no_progress)
+        index.save()
     _report(index, failed)
 
 
@@ -145,7 +153,7 @@ def contact_sheet(query: Image.Image, hits: list[Hit], domains: tuple[str, ...],
               help="Search photos (a), anime pictures (b) or both.")
 @click.option("--query-domain", type=click.Choice(list(DOMAIN_NAMES)), default="a", show_default=True,
               help="Whether the queries are photos (a) or anime pictures (b).")
-@click.option("-o", "--out", type=click.Path(path_type=Path),
+@click.option("-o", "--out", type=click.Path(path_type=Path), callback=writable("contact sheet"),
               help="Contact sheet (.png/.jpg); with several queries, one per query named OUT-<query>.png.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--checkpoint", "-c", type=click.Path(path_type=Path),

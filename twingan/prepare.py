@@ -25,6 +25,7 @@ from twingan.atomic import atomic_path, write_text
 from twingan.data.images import IMAGE_EXTENSIONS, BadImage, find_images, load_image
 from twingan.errors import UserError
 from twingan.faces import FACE_KINDS, FaceKind, crop_face, detect_faces
+from twingan.options import MAX_SIZE, writable
 
 REPORT_NAME = "prepare_report.json"
 ImageFormat = Literal["png", "jpg"]
@@ -106,12 +107,15 @@ def prepare_faces(
     src, out = Path(src), Path(out)
     report_path = Path(report) if report is not None else out / REPORT_NAME
     _check_options(src, out, kind, size, scale, min_face, fmt, report_path, workers)
-    sources = _find_sources(src, out)
+    unlisted: list[tuple[str, str]] = []
+    sources = _find_sources(src, out, unlisted)
     names = _first_names(src, sources)
     settings = _Settings(out, kind, size, scale, min_face, fmt, overwrite, frozenset(names))
     result = PrepareReport(
         src=str(src), out=str(out), kind=kind, report=str(report_path),
-        settings={"size": size, "scale": scale, "min_face": min_face, "format": fmt})
+        settings={"size": size, "scale": scale, "min_face": min_face, "format": fmt},
+        unreadable=[{"path": Path(folder).relative_to(src).as_posix(), "reason": reason}
+                    for folder, reason in unlisted])
     jobs = [_Job(source, name) for source, name in zip(sources, names)]
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         outcomes = pool.map(functools.partial(_prepare_one, settings=settings), jobs)
@@ -138,8 +142,8 @@ def _check_options(src: Path, out: Path, kind: str, size: int, scale: float, min
         raise UserError(f"--kind must be one of {', '.join(FACE_KINDS)}, not {kind!r}")
     if fmt not in _SAVE_FORMAT:
         raise UserError(f"--format must be one of {', '.join(_SAVE_FORMAT)}, not {fmt!r}")
-    if size < 16:
-        raise UserError(f"--size must be at least 16 pixels, not {size}")
+    if not 16 <= size <= MAX_SIZE:
+        raise UserError(f"--size must be 16 to {MAX_SIZE} pixels, not {size}")
     if not scale > 0:
         raise UserError(f"--scale must be above 0 (1.5 frames the whole head), not {scale}")
     if min_face < 1:
@@ -148,10 +152,11 @@ def _check_options(src: Path, out: Path, kind: str, size: int, scale: float, min
         raise UserError(f"--jobs must be at least 1, not {workers}")
 
 
-def _find_sources(src: Path, out: Path) -> list[Path]:
-    """The pictures under `src`, leaving out `out` when it lies inside (our own earlier crops)."""
+def _find_sources(src: Path, out: Path, unlisted: list[tuple[str, str]]) -> list[Path]:
+    """The pictures under `src`, leaving out `out` when it lies inside (our own earlier crops);
+    folders that cannot be listed go to `unlisted`."""
     out = out.resolve()
-    sources = [p for p in find_images(src) if not p.resolve().is_relative_to(out)]
+    sources = [p for p in find_images(src, unlisted) if not p.resolve().is_relative_to(out)]
     if not sources:
         raise UserError(f"source folder {src} holds no pictures "
                         f"({'/'.join(sorted(IMAGE_EXTENSIONS))}, searched recursively)")
@@ -221,11 +226,12 @@ def _record(report: PrepareReport, relative: str, outcome: _Outcome) -> None:
 
 @click.command("prepare")
 @click.argument("src", type=click.Path(path_type=Path))
-@click.option("-o", "--out", required=True, type=click.Path(path_type=Path),
+@click.option("-o", "--out", required=True, type=click.Path(path_type=Path), callback=writable("output", folder=True),
               help="Folder for the crops; SRC's subfolders are mirrored in it.")
 @click.option("--kind", required=True, type=click.Choice(FACE_KINDS),
               help="photo: human faces (frontal); anime: drawn anime faces.")
-@click.option("--size", default=256, show_default=True, help="Side of the square crops in pixels.")
+@click.option("--size", type=click.IntRange(16, MAX_SIZE), default=256, show_default=True,
+              help="Side of the square crops in pixels.")
 @click.option("--scale", default=1.5, show_default=True,
               help="Crop side as a multiple of the face's side: more shows more hair and background.")
 @click.option("--min-face", default=24, show_default=True,
@@ -234,7 +240,7 @@ def _record(report: PrepareReport, relative: str, outcome: _Outcome) -> None:
 @click.option("--format", "fmt", type=click.Choice(["png", "jpg"]), default="png", show_default=True,
               help="File format of the crops.")
 @click.option("--overwrite", is_flag=True, help="Redo pictures whose crops already exist.")
-@click.option("--report", type=click.Path(path_type=Path),
+@click.option("--report", type=click.Path(path_type=Path), callback=writable("report"),
               help=f"Where to write the JSON report  [default: OUT/{REPORT_NAME}]")
 @click.option("-j", "--jobs", type=int, help="Pictures worked on at once  [default: CPU cores]")
 def prepare_command(src: Path, out: Path, kind: FaceKind, size: int, scale: float, min_face: int,

@@ -13,14 +13,17 @@ weights, optimizer moments and RNG states to continue exactly.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import logging
 import math
 import os
+import shutil
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,23 +35,27 @@ from torchvision.utils import make_grid, save_image
 from tqdm import tqdm
 
 from twingan import distributed
-from twingan.atomic import atomic_path
+from twingan.atomic import atomic_path, check_writable, write_text
 from twingan.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from twingan.config import RunConfig, config_to_dict, save_config
 from twingan.cyclegan_recipe import CycleGANRecipe
 from twingan.data.dataset import DomainDataset, scan_domain
-from twingan.data.images import load_image
+from twingan.data.images import BadImage, load_image
 from twingan.data.loader import LoaderSettings, make_loader
 from twingan.data.transforms import DeviceAugment, loader_transform, to_model_range
 from twingan.errors import UserError
 from twingan.schedule import Phase, phase_at
 from twingan.stepping import StepContext, pick_device
 from twingan.twingan_recipe import TwinGANRecipe
+from twingan.weights import load_weights
 
 log = logging.getLogger(__name__)
 DOMAINS = (0, 1)
 SAMPLES_PER_DOMAIN = 8
 RECIPES = {"twingan": TwinGANRecipe, "cyclegan": CycleGANRecipe}
+INCEPTION_ENV = "TWINGAN_INCEPTION_WEIGHTS"
+"""twingan.metrics.WEIGHTS_ENV, named here so that training does not import the metrics until it evaluates."""
+LOGS = ("metrics.jsonl", "eval.jsonl")
 
 
 class TrainingDiverged(UserError):
@@ -86,6 +93,11 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.run_dir = self._agree_on_run_dir(run_dir)
+        self._fresh = not self.run_dir.exists()
+        if self.dist.is_main:
+            check_writable(self.run_dir, "run folder", folder=True)
+        if cfg.train.eval_every and os.environ.get(INCEPTION_ENV):  # refused now, not at the first evaluation
+            load_weights(os.environ[INCEPTION_ENV], f"Inception weights (${INCEPTION_ENV})", ("torch",), mmap=True)
         self.scans = [scan_domain(cfg.data.domain_a, "A", cfg.data.max_pixels, cfg.data.verify, self._show),
                       scan_domain(cfg.data.domain_b, "B", cfg.data.max_pixels, cfg.data.verify, self._show)]
         self.held_out = self._hold_out() if cfg.train.eval_every else []
@@ -175,11 +187,32 @@ class Trainer:
         """A fixed set of pictures per domain, at full resolution, for every sample grid."""
         transform = loader_transform(self.cfg.data, self.cfg.model.resolution, train=False)
         batches = []
-        for scan in self.scans:
+        for domain, scan in zip(DOMAINS, self.scans):
             dataset = DomainDataset(scan.paths[:SAMPLES_PER_DOMAIN], transform, self.cfg.data.max_pixels,
                                     self.cfg.data.grayscale)
-            batches.append(to_model_range(torch.stack([dataset[i] for i in range(len(dataset))])).to(self.device))
+            with self._undecodable(domain):
+                pictures = [dataset[i] for i in range(len(dataset))]
+            batches.append(to_model_range(torch.stack(pictures)).to(self.device))
         return batches
+
+    def _next_batches(self, loaders: list) -> list[Tensor]:
+        batches = []
+        for domain, loader in zip(DOMAINS, loaders):
+            with self._undecodable(domain):
+                batches.append(next(loader))
+        return batches
+
+    @contextlib.contextmanager
+    def _undecodable(self, domain: int) -> Iterator[None]:
+        """A domain whose every picture fails to decode (they passed a header-only check) is the
+        user's data, not a crash: one line, whether the loader ran in this process or a worker."""
+        try:
+            yield
+        except BadImage:
+            scan, verify = self.scans[domain], self.cfg.data.verify
+            hint = "" if verify == "full" else "; data.verify=full would have listed them at start"
+            raise UserError(f"domain {'AB'[domain]} folder {scan.root}: none of its {len(scan.paths)} pictures can be "
+                            f"decoded (data.verify={verify}{hint})") from None
 
     # ----------------------------------------------------------------- one step
     def step(self, batch_a: Tensor, batch_b: Tensor, phase: Phase) -> dict[str, float] | None:
@@ -226,6 +259,9 @@ class Trainer:
         if path is None:
             raise UserError(f"run folder {self.run_dir} holds no checkpoint to resume from")
         self.load_state_dict(load_checkpoint(path), path)
+        if self.dist.is_main:
+            for name in LOGS:
+                _drop_rows_after(self.run_dir / name, self.counters.images_seen)
         log.info("resumed from %s at %s images", path, f"{self.counters.images_seen:,}")
         return path
 
@@ -279,7 +315,18 @@ class Trainer:
         log.warning("%s received: finishing this step and saving a checkpoint (again to abort)", self._stop_signal)
 
     def run(self) -> TrainResult:
-        """Train until the schedule (or max_images / max_minutes) ends or a signal arrives."""
+        """Train until the schedule (or max_images / max_minutes) ends or a signal arrives.
+
+        A new run that fails before its first step (undecodable pictures, a full disk) removes the
+        run folder it made: a folder without a checkpoint cannot be resumed, only mistaken for a run."""
+        try:
+            return self._train()
+        except BaseException:
+            if self._fresh and self.counters.images_seen == 0 and self.dist.is_main:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
+
+    def _train(self) -> TrainResult:
         cfg, c = self.cfg, self.counters
         if self.dist.is_main:
             save_config(cfg, self.run_dir / "config.yaml")
@@ -301,7 +348,7 @@ class Trainer:
                 phase = phase_at(self.phases, c.images_seen)
                 if phase.resolution != loader_res:
                     loaders, loader_res = self._loaders(phase), phase.resolution
-                batch_a, batch_b = next(loaders[0]), next(loaders[1])
+                batch_a, batch_b = self._next_batches(loaders)
                 values = self.step(batch_a, batch_b, phase)
                 batch = batch_a.shape[0]
                 for d in DOMAINS:
@@ -390,3 +437,18 @@ class Trainer:
 
 def _next_multiple(value: int, every: int) -> int:
     return (value // every + 1) * every
+
+
+def _drop_rows_after(log_file: Path, images_seen: int) -> None:
+    """Keep the JSON lines logged up to `images_seen`: a resumed run logs the later ones again.
+    A line cut short by a kill is dropped too."""
+    if not log_file.exists():
+        return
+    kept = []
+    for line in log_file.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["images_seen"] <= images_seen:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    write_text(log_file, "".join(f"{line}\n" for line in kept))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import glob
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +19,11 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from twingan import atomic
 from twingan.atomic import atomic_path
 from twingan.data.images import IMAGE_EXTENSIONS, BadImage, find_images, load_image
 from twingan.errors import UserError
+from twingan.options import SIZE
 from twingan.translator import DIRECTIONS, Translator, to_picture
 
 SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}
@@ -62,6 +63,8 @@ def gather_inputs(items: list[str]) -> list[tuple[Path, Path]]:
             found += [(p, p.relative_to(path)) for p in pictures]
         elif path.is_file():
             found.append((path, Path(path.name)))
+        elif path.exists():
+            raise UserError(f"input {item} is not a regular file or a folder (a pipe or a device cannot be translated)")
         else:
             matches = sorted(Path(m) for m in glob.glob(item, recursive=True))
             matches = [m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_EXTENSIONS]
@@ -89,15 +92,19 @@ def plan_jobs(inputs: list[tuple[Path, Path]], out: Path | None) -> list[Job]:
     return jobs
 
 
+def refuse_overwriting(jobs: list[Job], keep: list[Path]) -> None:
+    """Refuse outputs that would replace one of the user's own pictures (`translate DIR -o DIR`)."""
+    protected = {path.resolve(): path for path in keep}
+    for job in jobs:
+        hit = protected.get(job.target.resolve())
+        if hit is not None:
+            raise UserError(f"output {job.target} would overwrite the input picture {hit}; choose another -o")
+
+
 def check_writable(jobs: list[Job]) -> None:
     """Refuse an output place that cannot be written before any work starts."""
     for parent in sorted({job.target.parent for job in jobs}):
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=parent):
-                pass
-        except OSError as exc:
-            raise UserError(f"cannot write to output folder {parent} ({exc.strerror or exc})") from None
+        atomic.check_writable(parent, "output folder", folder=True)
 
 
 def side_by_side(tiles: list[torch.Tensor]) -> torch.Tensor:
@@ -109,7 +116,7 @@ def translate_files(translator: Translator, jobs: list[Job], direction: str = "a
                     batch_size: int = 8, grid: bool = False, cycle: bool = False,
                     progress: bool = True, character: torch.Tensor | None = None) -> TranslateReport:
     """Translate every job's picture and write it; unreadable pictures are recorded, not fatal."""
-    size = size or translator.resolution
+    size = translator.resolution if size is None else size
     translator.check_size(size)
     report = TranslateReport()
     bar = tqdm(total=len(jobs), unit="picture", disable=not progress or len(jobs) < 2, desc="translating")
@@ -182,7 +189,7 @@ def translate_face_files(translator: Translator, jobs: list[Job], direction: str
                          grid: bool = False, progress: bool = True,
                          character: torch.Tensor | None = None) -> TranslateReport:
     """Face mode: one picture at a time (faces differ in number and size), full pictures out."""
-    size = size or translator.resolution
+    size = translator.resolution if size is None else size
     translator.check_size(size)
     report = TranslateReport()
     for job in tqdm(jobs, unit="picture", disable=not progress or len(jobs) < 2, desc="translating faces"):
@@ -223,7 +230,7 @@ def _save(picture: Image.Image, target: Path) -> None:
 @click.option("--cycle", is_flag=True, help="Write input | output | translated back (implies --grid).")
 @click.option("--face", is_flag=True,
               help="Find the faces, translate each, blend them back into the whole picture.")
-@click.option("--size", type=int, help="Model size (default: the checkpoint's trained resolution).")
+@click.option("--size", type=SIZE, help="Model size (default: the resolution the checkpoint finished training at).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--target-character", "references", multiple=True, type=click.Path(path_type=Path),
@@ -258,6 +265,7 @@ def translate_command(inputs: tuple[str, ...], checkpoint: Path, out: Path | Non
     plans = [(reference, plan_jobs(inputs_found, reference_output(out, name, len(references), len(inputs_found))))
              for reference, name in zip(references, names)] or [(None, plan_jobs(inputs_found, out))]
     for _, jobs in plans:
+        refuse_overwriting(jobs, [source for source, _ in inputs_found] + list(references))
         check_writable(jobs)
     reference_pictures = {reference: load_reference(reference) for reference in references}
     translator = Translator.from_checkpoint(checkpoint, device, illust2vec_weights)

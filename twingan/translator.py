@@ -19,6 +19,7 @@ torch._dynamo (1.4 s on a 2-core machine), which would double the time a one-pic
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Literal, overload
 
@@ -34,8 +35,11 @@ from twingan.cyclegan_networks import build_generator
 from twingan.data.images import to_rgb
 from twingan.errors import UserError
 from twingan.networks import DOMAIN_A, DOMAIN_B, TwinGAN
+from twingan.options import MAX_SIZE
+from twingan.schedule import build_phases, phase_at
 from twingan.stepping import pick_device
 
+log = logging.getLogger(__name__)
 Direction = Literal["a2b", "b2a"]
 DIRECTIONS: dict[str, tuple[int, int]] = {"a2b": (DOMAIN_A, DOMAIN_B), "b2a": (DOMAIN_B, DOMAIN_A)}
 
@@ -76,6 +80,8 @@ class Translator:
         self.model = cfg.model.name
         self.character = getattr(cfg.model, "character", "none")
         self.illust2vec_weights = illust2vec_weights or getattr(cfg.model, "illust2vec_weights", None)
+        self.images_seen = int(state.get("images_seen", 0))
+        self.reached = reached_resolution(cfg, self.images_seen)
         self._tag_code: nn.Module | None = None
         try:
             if self.model == "twingan":
@@ -99,23 +105,32 @@ class Translator:
         resolved = find_checkpoint(path)
         state = load_checkpoint(resolved)
         cfg = config_from_dict(state.get("config"), f"checkpoint {resolved}")
-        return cls(cfg, state, pick_device(device), str(resolved), illust2vec_weights)
+        translator = cls(cfg, state, pick_device(device), str(resolved), illust2vec_weights)
+        if translator.reached < cfg.model.resolution:
+            log.warning("checkpoint %s stopped growing at %d px after %s images, before its final %d px: it works "
+                        "at %d px (layers above that did not finish training)", resolved, translator.reached,
+                        f"{translator.images_seen:,}", cfg.model.resolution, translator.reached)
+        return translator
 
     @property
     def resolution(self) -> int:
-        """The size the model was trained at, and the default output size."""
-        return self.cfg.model.resolution
+        """The largest size the checkpoint finished training at, and the default output size: its
+        final resolution, or less for a Twin-GAN run stopped while still growing."""
+        return self.reached
 
     def check_size(self, size: int) -> None:
         """Refuse sizes the networks cannot take, naming the ones they can."""
+        final = self.cfg.model.resolution
         if self.model == "twingan":
-            ok = size >= 8 and size & (size - 1) == 0 and size <= self.resolution
-            allowed = f"a power of two from 8 to its trained {self.resolution}"
+            low = min(8, self.reached)
+            ok = low <= size <= final and size & (size - 1) == 0
+            trained = f" (it finished training at {self.reached} px)" if self.reached < final else ""
+            allowed = f"a power of two from {low} to {final}{trained}"
         elif self.cfg.model.generator == "resnet":
-            ok, allowed = size >= 8 and size % 4 == 0, "a multiple of 4 (8 or more)"
+            ok, allowed = 8 <= size <= MAX_SIZE and size % 4 == 0, f"a multiple of 4 from 8 to {MAX_SIZE}"
         else:
             step = 2**self.cfg.model.unet_downs
-            ok, allowed = size >= step and size % step == 0, f"a multiple of {step}"
+            ok, allowed = step <= size <= MAX_SIZE and size % step == 0, f"a multiple of {step} up to {MAX_SIZE}"
         if not ok:
             raise UserError(f"size {size} does not suit this {self.model} model: use {allowed}")
 
@@ -199,7 +214,7 @@ class Translator:
     # ----------------------------------------------------------------- pictures
     def prepare(self, image: Image.Image, size: int | None = None) -> Tensor:
         """A picture -> a CHW tensor in [-1, 1] at `size`, resized as the model's training data was."""
-        size = size or self.resolution
+        size = self.resolution if size is None else size
         image = to_rgb(image)
         if self.channels == 1:
             image = image.convert("L")
@@ -221,7 +236,7 @@ class Translator:
         `character`: a reference anime picture (or a code from `character_code`/`tags_code`) whose
         look the anime output takes.
         """
-        size = size or self.resolution
+        size = self.resolution if size is None else size
         if isinstance(character, Image.Image):
             character = self.character_code(character)
         if isinstance(image, Image.Image):
@@ -237,3 +252,15 @@ class Translator:
                                   align_corners=False)
         out = self.run(batch.float() * 2 - 1, direction, character=character).add(1).div(2).clamp(0, 1)
         return out[0] if image.dim() == 3 else out
+
+
+def reached_resolution(cfg: RunConfig, images_seen: int) -> int:
+    """The resolution a run had finished growing to after `images_seen` images: the current
+    phase's while it is stable, the one before while a new one fades in (Twin-GAN; CycleGAN
+    trains at one size from the start)."""
+    if cfg.model.name != "twingan":
+        return cfg.model.resolution
+    phases = build_phases(cfg.train.start_resolution, cfg.model.resolution, cfg.train.phase_images,
+                          cfg.train.final_phase_images)
+    phase = phase_at(phases, images_seen)
+    return phase.resolution // 2 if phase.fading else phase.resolution

@@ -8,6 +8,7 @@ and the odd text file named .jpg. Every one of them must either become a correct
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Iterable
@@ -17,6 +18,9 @@ from typing import IO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from twingan.errors import describe_os_error
+
+log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 DEFAULT_MAX_PIXELS = 50_000_000
 # open_image checks every header against a per-call limit; Pillow's process-wide guard would
@@ -45,12 +49,23 @@ def _size_in_bytes(source: ImageSource) -> int:
     return size
 
 
-def find_images(root: str | os.PathLike[str]) -> list[Path]:
-    """Every picture under `root` (recursively, extensions case-insensitive), in a stable order."""
-    root = Path(root)
+def find_images(root: str | os.PathLike[str], unlisted: list[tuple[str, str]] | None = None) -> list[Path]:
+    """Every picture under `root` (recursively, extensions case-insensitive), in a stable order.
+
+    A folder that cannot be listed (no permission) is never skipped silently: it is logged as a
+    warning and, when `unlisted` is given, appended to it as (folder, reason) for a report."""
+    def refused(exc: OSError) -> None:
+        reason = f"folder cannot be listed ({describe_os_error(exc, with_path=False)})"
+        log.warning("%s: %s; its pictures are left out", exc.filename, reason)
+        if unlisted is not None:
+            unlisted.append((str(exc.filename), reason))
+
     found = [
-        p for p in root.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")
+        Path(folder) / name
+        for folder, _, names in os.walk(root, onerror=refused)
+        for name in names
+        if Path(name).suffix.lower() in IMAGE_EXTENSIONS and not name.startswith(".")
+        and (Path(folder) / name).is_file()
     ]
     return sorted(found)
 

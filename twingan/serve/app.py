@@ -22,8 +22,8 @@ from starlette.concurrency import run_in_threadpool
 from twingan import __version__
 from twingan.errors import UserError
 from twingan.serve.batcher import Batcher
-from twingan.serve.service import FACE_MODE_LONG_SIDE, FACE_MODE_SIDE, FaceMode, NotInIndex, Plan, Service
-from twingan.serve.uploads import Limits, UploadGuard, check_declared_type, decode_picture, safe_stem
+from twingan.serve.service import FACE_MODE_LONG_SIDE, FACE_MODE_SIDE, MAX_ID, FaceMode, NotInIndex, Plan, Service
+from twingan.serve.uploads import Limits, PixelBudget, UploadGuard, check_declared_type, decode_picture, safe_stem
 
 UPLOAD_ROUTES = ("/api/translate", "/api/neighbors")
 STATIC = importlib.resources.files("twingan.serve") / "static"
@@ -86,6 +86,7 @@ def create_app(service: Service, limits: Limits = Limits(), max_batch: int | Non
                               "faces of both domains. Pictures are sent as multipart/form-data.")
     app.add_middleware(UploadGuard, limits=limits, paths=UPLOAD_ROUTES)
     app.state.service, app.state.batcher = service, batcher
+    budget = PixelBudget(limits.decoding_pixels)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     page = (STATIC / "index.html").read_text(encoding="utf-8")
 
@@ -104,7 +105,7 @@ def create_app(service: Service, limits: Limits = Limits(), max_batch: int | Non
 
     async def picture(upload: UploadFile, field: str) -> Image.Image:
         check_declared_type(upload, field)
-        return await run_in_threadpool(decode_picture, await upload.read(), field, limits, FACE_MODE_LONG_SIDE)
+        return await run_in_threadpool(decode_picture, await upload.read(), field, limits, FACE_MODE_LONG_SIDE, budget)
 
     async def plan_for(photo: UploadFile, direction: str, face: FaceMode) -> Plan:
         return await run_in_threadpool(service.plan, await picture(photo, "photo"), direction, face)
@@ -157,7 +158,7 @@ def create_app(service: Service, limits: Limits = Limits(), max_batch: int | Non
         return Neighbours(**found, faces=plan.faces)
 
     @app.get("/api/gallery", response_model=Gallery)
-    async def gallery(offset: int = Query(0, ge=0), limit: int = Query(48, ge=1, le=500)) -> Gallery:
+    async def gallery(offset: int = Query(0, ge=0, le=MAX_ID), limit: int = Query(48, ge=1, le=500)) -> Gallery:
         """The index's anime pictures, to pick a reference character from (empty without an index)."""
         total, pictures = await run_in_threadpool(service.gallery, offset, limit)
         return Gallery(total=total, pictures=pictures)
@@ -184,6 +185,6 @@ def create_app(service: Service, limits: Limits = Limits(), max_batch: int | Non
                       "batches": stats.batches, "requests": stats.items,
                       "largest": stats.largest, "busy_s": round(stats.busy_s, 3)},
             limits={"max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels,
-                    "face_mode_side": FACE_MODE_SIDE})
+                    "decoding_pixels": limits.decoding_pixels, "face_mode_side": FACE_MODE_SIDE})
 
     return app

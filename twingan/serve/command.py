@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import ipaddress
 import shutil
 import signal
@@ -14,6 +16,19 @@ import click
 from twingan.errors import UserError
 
 LOOPBACK_NAMES = {"localhost"}
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 1 << 20
+"""Allocations from 1 MiB up (decoded pictures, Pillow's blocks) come straight from the kernel."""
+
+
+def return_freed_memory_promptly() -> None:
+    """Make glibc give large freed blocks back to the kernel at once. By default it raises its
+    mmap threshold after the first large free, so later decodes land on the heap and the server
+    stays at its peak (2.2 GB after five 6000x6000 PNGs). A C library without mallopt is left alone."""
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def check_port(host: str, port: int) -> None:
@@ -77,6 +92,7 @@ def serve_command(checkpoint: Path, index_path: Path | None, host: str, port: in
 
     check_port(host, port)
     service = Service.load(checkpoint, index_path, device, illust2vec_weights)
+    return_freed_memory_promptly()
     app = create_app(service, Limits(int(max_upload_mb * 2**20), max_pixels), max_batch)
     if not is_loopback(host):
         click.echo(f"warning: listening on {host}: anyone who can reach this machine can use the server", err=True)

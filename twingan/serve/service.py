@@ -40,6 +40,8 @@ runs, 6.3-6.8 one at a time over two, 5.8 at up to 8). At 64 px batching nearly 
 (73-79 requests/s against 39-44 one at a time)."""
 GPU_BATCH = 16
 """Tiles per model call on a GPU (not measured: no GPU was at hand)."""
+MAX_ID = 2**63 - 1
+"""The largest id (and offset) SQLite can hold: a larger number cannot name a picture."""
 
 
 @dataclass
@@ -173,6 +175,8 @@ class Service:
         """An indexed picture by id (never by a client's path); NotInIndex if there is none."""
         if self.index is None:
             raise NotInIndex("this server has no index: start it with --index")
+        if not 0 <= picture_id <= MAX_ID:
+            raise NotInIndex(f"the index holds no picture {picture_id}")
         with self._index_lock:
             row = self.index.picture(picture_id)
         if row is None:

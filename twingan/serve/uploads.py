@@ -4,14 +4,20 @@ The body of an upload request is read into memory up to `Limits.max_upload_bytes
 multipart parser sees it: a client that claims or sends more gets 413 at once, and the parser
 never spools an oversized upload to disk. Pictures are then opened header-first, so a
 decompression bomb (a small file claiming a huge size) is refused before any pixel is decoded.
-Client file names are never used as paths: only a cleaned stem goes into the download name.
+Pictures within the limit are decoded under a `PixelBudget`: the pixels being decoded at once
+(declared sizes) stay under twice the largest picture allowed, and each picture is reduced to the
+size the server works at before its budget is returned, so five 120 KB PNGs declaring 6000x6000
+no longer hold gigabytes at once. Client file names are never used as paths: only a cleaned stem
+goes into the download name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
-from collections.abc import Collection
+import threading
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -21,7 +27,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from twingan.data.images import BadImage, ImageTooLarge, load_image
+from twingan.data.images import BadImage, ImageTooLarge, load_image, open_image
 
 ACCEPTED_TYPES = ("image/", "application/octet-stream")
 """Declared part types taken as pictures (curl sends application/octet-stream for unknown ones)."""
@@ -31,6 +37,32 @@ ACCEPTED_TYPES = ("image/", "application/octet-stream")
 class Limits:
     max_upload_bytes: int = 20 * 2**20
     max_pixels: int = 40_000_000
+
+    @property
+    def decoding_pixels(self) -> int:
+        """Pixels decoded at once, all requests together: two pictures of the largest size allowed."""
+        return 2 * self.max_pixels
+
+
+class PixelBudget:
+    """A counting semaphore in pixels: a decode waits until its picture fits beside the others."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = limit, 0
+        self._free = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        pixels = min(pixels, self.limit)  # a picture over the whole budget runs alone
+        with self._free:
+            self._free.wait_for(lambda: self.used + pixels <= self.limit)
+            self.used += pixels
+        try:
+            yield
+        finally:
+            with self._free:
+                self.used -= pixels
+                self._free.notify_all()
 
 
 class UploadGuard:
@@ -98,12 +130,22 @@ def check_declared_type(upload: UploadFile, field: str) -> None:
         raise HTTPException(415, f"{field}: {kind} is not a picture; send a JPEG, PNG, WebP or BMP file")
 
 
-def decode_picture(data: bytes, field: str, limits: Limits, side: int) -> Image.Image:
+def decode_picture(data: bytes, field: str, limits: Limits, side: int, budget: PixelBudget) -> Image.Image:
     """Uploaded bytes -> an RGB picture (EXIF rotation applied), or a 413/422 naming the field.
 
-    It is decoded at no less than `side` pixels a side: JPEG's draft mode skips the finer scales."""
+    It is decoded within `budget` and comes out with its shorter side at most `side` (JPEG's draft
+    mode skips the finer scales; other formats are reduced right after decoding), which keeps
+    which face mode "auto" picks: the shorter side stays over FACE_MODE_SIDE when it was."""
     try:
-        return load_image(io.BytesIO(data), limits.max_pixels, draft_size=(side, side), name=field)
+        with open_image(io.BytesIO(data), limits.max_pixels, name=field) as header:
+            pixels = header.width * header.height
+        with budget.hold(pixels):
+            picture = load_image(io.BytesIO(data), limits.max_pixels, draft_size=(side, side), name=field)
+            if min(picture.size) > side:
+                scale = side / min(picture.size)
+                picture = picture.resize((round(picture.width * scale), round(picture.height * scale)),
+                                         Image.Resampling.LANCZOS)
+            return picture
     except ImageTooLarge as exc:
         raise HTTPException(413, str(exc)) from None
     except BadImage as exc:

@@ -1,0 +1,43 @@
+"""Checks at the command line's edge, shared by the commands: what an option may hold is refused
+while the command line is parsed, before a model loads or a folder is read. Out-of-range numbers
+are click usage errors (exit status 2); an output that cannot be written is a UserError (one
+line, exit status 1), as it would be later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from twingan.atomic import check_writable
+from twingan.metrics import check_weights
+
+MAX_SIZE = 2048
+"""The largest picture side a model is run at or a crop is made at: a CycleGAN ResNet generator
+at 2048 px holds about 1 GB per activation; --size 100000 ran into the kernel's OOM killer."""
+SIZE = click.IntRange(4, MAX_SIZE)
+"""--size of translate and export; the model then says which sizes in this range it can take."""
+
+Callback = Callable[[click.Context, click.Parameter, Path | None], Path | None]
+
+
+def writable(what: str, folder: bool = False) -> Callback:
+    """A click callback refusing an output path that cannot be written (see `check_writable`)."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+        if value is not None:
+            check_writable(value, what, folder)
+        return value
+
+    return check
+
+
+def inception_weights(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """Click callback for --inception-weights (and its environment variable): a file that is given
+    must be readable by the safe loader, so a refused file stops the command (UserError) before
+    any work instead of being taken for absent weights."""
+    if value is not None:
+        check_weights(value)
+    return value
