@@ -4,7 +4,8 @@ Trains one variant (a preset plus `key=value` overrides) for --minutes of wall-c
 --max-images images), at 32 px unless told otherwise, on quality_run.py's training split of
 ../shared/data/selfie2anime, then scores its EMA networks on that script's 300 + 300 held-out
 pictures at the trained size: SWD of photo -> anime against held-out anime, anime -> photo
-likewise, and reconstruction L1 (twingan.evaluate.proxy_scores). One JSON line per run is
+likewise, the face rates of both directions, and reconstruction L1
+(twingan.evaluate.proxy_scores). One JSON line per run is
 printed and appended to WORK/proxy.jsonl, with images seen and images/s, for docs/quality.md.
 
     python tools/proxy_run.py --name base                                  # twingan_cpu_64 as it is
@@ -12,6 +13,7 @@ printed and appended to WORK/proxy.jsonl, with images seen and images/s, for doc
     python tools/proxy_run.py --name instance model.norm=instance          # one change
     python tools/proxy_run.py --name instance-s1 --seed 1 model.norm=instance
     python tools/proxy_run.py --name big --resolution 64 --minutes 25      # the full run's size
+    python tools/proxy_run.py --name full --resolution 64 --preset-schedule --max-images 21600  # its images
 
 Run one at a time on a CPU: a second busy process makes both many times slower.
 """
@@ -30,16 +32,20 @@ from quality_run import ROOT, split
 PROXY_OVERRIDES = ["train.phase_images=1000", "train.final_phase_images=1000000"]
 """The proxy's schedule: 1000 images per growing phase, then 32 px until the time is up, so that
 five minutes on two cores spend most of their images at the final size, as the full run does."""
+DEFAULT_MINUTES = 5.0
 
 
 def train(args: argparse.Namespace, data: dict[str, Path], run: Path) -> float:
     """Train the variant; returns the wall-clock seconds the training command took."""
-    budget = [f"train.max_images={args.max_images}"] if args.max_images else [f"train.max_minutes={args.minutes}"]
+    budget = [f"train.max_images={args.max_images}"] if args.max_images else []
+    if args.minutes or not args.max_images:
+        budget.append(f"train.max_minutes={args.minutes or DEFAULT_MINUTES}")
+    schedule = [] if args.preset_schedule else PROXY_OVERRIDES
     command = [sys.executable, "-m", "twingan", "train", args.preset,
                "--a", str(data["train_a"]), "--b", str(data["train_b"]),
                "--run-dir", str(run), "--no-progress", f"model.resolution={args.resolution}",
                f"train.seed={args.seed}", "train.sample_every=1000000", "train.checkpoint_every=1000000",
-               *PROXY_OVERRIDES, *budget, *args.overrides]
+               *schedule, *budget, *args.overrides]
     print(" ".join(command), flush=True)
     started = time.monotonic()
     subprocess.run(command, check=True)
@@ -67,8 +73,11 @@ def main() -> None:
     parser.add_argument("--name", required=True, help="The variant's name in the results.")
     parser.add_argument("--preset", default="twingan_cpu_64")
     parser.add_argument("--resolution", type=int, default=32)
-    parser.add_argument("--minutes", type=float, default=5.0)
-    parser.add_argument("--max-images", type=int, help="Stop after this many images instead of --minutes.")
+    parser.add_argument("--minutes", type=float,
+                        help=f"Wall-clock budget (default {DEFAULT_MINUTES:g} without --max-images, else none).")
+    parser.add_argument("--max-images", type=int, help="Stop after this many images (and --minutes, if given).")
+    parser.add_argument("--preset-schedule", action="store_true",
+                        help="Keep the preset's phase lengths (the full run's schedule) instead of the proxy's.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "selfie2anime")

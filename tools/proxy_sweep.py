@@ -10,7 +10,10 @@ finished result. Results are appended to --results as each run ends.
 
 On the H200 this project was lent, 16 such processes at once (12 at 32 px, 4 at 64 px) ran at
 only about 32 images/s each: many small processes time-slice one GPU badly. Fewer jobs, or one
-process with larger batches, would use it better.
+process with larger batches, would use it better. Eight 64 px runs at once (tools/gpu64_variants.txt)
+trained at about 27 images/s each, but their eight scorings at once (SWD and face detection,
+each process with all 16 CPU threads) did not finish in the 2.5 minutes left of the lease: give
+--minutes a margin of several minutes for scoring, or score the checkpoints elsewhere.
 
 Fixed images, not fixed minutes: on a shared GPU the processes slow each other down unevenly,
 so a variant's CPU cost is measured apart (tools/bench_train.py, or proxy_run.py on a CPU).
@@ -46,6 +49,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--preset", default="twingan_cpu_64")
     parser.add_argument("--max-images", type=int, required=True)
+    parser.add_argument("--minutes", type=float, help="Wall-clock cap per run, beside --max-images.")
+    parser.add_argument("--preset-schedule", action="store_true", help="The preset's phase lengths (proxy_run.py).")
     parser.add_argument("--resolution", type=int, default=32)
     parser.add_argument("--jobs", type=int, default=4)
     parser.add_argument("--deadline", type=float, default=float("inf"), help="Minutes after which no run starts.")
@@ -68,6 +73,8 @@ def main() -> None:
         command = [sys.executable, str(TOOLS / "proxy_run.py"), "--name", name, "--seed", str(seed),
                    "--preset", args.preset,
                    "--max-images", str(args.max_images), "--resolution", str(args.resolution),
+                   *(["--minutes", str(args.minutes)] if args.minutes else []),
+                   *(["--preset-schedule"] if args.preset_schedule else []),
                    "--device", args.device, "--results", str(args.results),
                    *(["--work", str(args.work)] if args.work else []),
                    *(["--data", str(args.data)] if args.data else []), *overrides,
