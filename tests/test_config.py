@@ -75,6 +75,13 @@ def test_wrong_type_in_preset_names_the_file(tmp_path):
         load_config(preset)
 
 
+def test_preset_key_keeps_its_origin_when_an_override_sets_a_sibling(tmp_path):
+    preset = tmp_path / "bad.yaml"
+    preset.write_text("train:\n  phase_images: lots\n")
+    with pytest.raises(UserError, match=f"'train.phase_images' from preset {preset}"):
+        load_config(preset, ["train.lr=2e-4"])
+
+
 @pytest.mark.parametrize("text, message", [("- a\n- b\n", "must be a mapping"), ("a: [1,\n", "not valid YAML")])
 def test_malformed_preset_is_refused(tmp_path, text, message):
     preset = tmp_path / "odd.yaml"

@@ -21,7 +21,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from twingan import __version__
 from twingan.checkpoint import latest_checkpoint
-from twingan.config import MODELS, config_to_dict, load_config, resolve_preset
+from twingan.config import MODELS, config_to_dict, load_config, load_config_with_sources, resolve_preset
 from twingan.errors import UserError, describe_os_error
 from twingan.weights import refuse_code_loading
 
@@ -89,7 +89,10 @@ def _model_override(model: str | None) -> list[str]:
 @click.argument("preset", required=False)
 @click.argument("overrides", nargs=-1)
 @MODEL_OPTION
-def config_command(preset: str | None, overrides: tuple[str, ...], model: str | None) -> None:
+@click.option("--explain", is_flag=True,
+              help="Print every key as a table: value, default where it differs, the preset or override that "
+                   "set it, type, range and meaning (docs/config.md has all keys).")
+def config_command(preset: str | None, overrides: tuple[str, ...], model: str | None, explain: bool) -> None:
     """Print the fully resolved config of PRESET with OVERRIDES (section.key=value) applied.
 
     PRESET is a YAML file or the name of one in configs/; `-` means the built-in defaults
@@ -97,8 +100,14 @@ def config_command(preset: str | None, overrides: tuple[str, ...], model: str | 
     """
     if preset and "=" in preset:
         preset, overrides = None, (preset, *overrides)
-    cfg = load_config(None if preset in (None, "-") else preset, [*_model_override(model), *overrides])
-    click.echo(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), nl=False)
+    preset = None if preset in (None, "-") else preset
+    cfg, sources = load_config_with_sources(preset, [*_model_override(model), *overrides])
+    if explain:
+        from twingan.config_reference import explain_markdown
+
+        click.echo(explain_markdown(cfg, sources, title=preset or "defaults"), nl=False)
+    else:
+        click.echo(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), nl=False)
 
 
 @main.command("train")

@@ -54,6 +54,7 @@ class DataConfig:
     random_crop: Fraction = 0.8
     """Side of the random crop as a fraction of the picture (1.0 disables it)."""
     hflip: bool = True
+    """Random horizontal flip of training pictures."""
     rotation: Annotated[float, pydantic.Field(ge=0.0, le=180.0)] = 0.0
     """Maximum random rotation in degrees, reflect-padded (0 disables it)."""
     brightness: Annotated[float, pydantic.Field(ge=0.0, le=1.0)] = 32 / 255
@@ -75,14 +76,18 @@ class ModelConfig:
     __pydantic_config__ = _STRICT
 
     name: Literal["twingan"] = "twingan"
+    """The model family; `cyclegan` switches to CycleGAN's keys and defaults."""
     resolution: Positive = 256
     """Final output resolution (a power of two, at least 8)."""
     channel_base: Positive = 1024
     """Channels at stage s (hw = 4 * 2^s) are min(channel_base / 2^s, max_channels)."""
     max_channels: Positive = 256
+    """Most channels any stage may have (see channel_base)."""
     unet_max_resolution: int = 256
     """Highest resolution whose encoder block output is concatenated into the generator."""
     equalized_lr: bool = False
+    """PGGAN's equalized learning rate: N(0, 1) weights scaled by He's constant at run time, so every
+    layer learns at the same relative rate (off in the original)."""
     weight_init: Literal["original", "he"] = "original"
     """Without equalized lr: N(0, 0.02) as the original, or He-scaled N(0, gain^2 / fan_in), which keeps
     activations from shrinking layer by layer in the normalisation-free discriminators."""
@@ -102,6 +107,8 @@ class ModelConfig:
     patch_scale: Annotated[int, pydantic.Field(ge=2)] = 8
     """Patch critic: the grid is the picture's side / patch_scale (at least 4 x 4)."""
     mbstd_group_size: Positive = 4
+    """Pictures per group of the discriminators' minibatch standard-deviation feature (PGGAN), which
+    lets them see a collapsed batch."""
     character: Literal["none", "learned", "illust2vec"] = "none"
     """Where the character code that conditions anime output comes from: none; learned (a small
     encoder trained with the GAN on the anime pictures, contrastively); illust2vec (the tag
@@ -129,14 +136,24 @@ class LossConfig:
     __pydantic_config__ = _STRICT
 
     gan: Literal["nonsaturating", "hinge", "lsgan"] = "nonsaturating"
+    """GAN loss of generator and discriminators (nonsaturating: the original)."""
     penalty: Literal["dragan", "r1", "none"] = "dragan"
+    """Discriminator gradient penalty: dragan (the original; unit gradient norm near the real pictures),
+    r1 (small gradients on the real pictures) or none."""
     penalty_weight: NonNegative = 0.25
+    """Weight of the gradient penalty in the discriminators' loss."""
     reconstruction: NonNegative = 1.0
+    """Weight of the L1 between each picture and its reconstruction in its own domain."""
     translation_gan: NonNegative = 1.0
+    """Weight of the GAN term on translations, for the generator and the discriminators."""
     reconstruction_gan: NonNegative = 1.0
+    """Weight of the GAN term on reconstructions, for the generator and the discriminators (0: off)."""
     reconstruction_gan_min_resolution: int = 64
+    """Resolution from which the discriminators also judge reconstructions."""
     semantic: NonNegative = 0.1
+    """Weight of semantic consistency: a translation, encoded again, must give its source's latent (L1)."""
     cycle: NonNegative = 0.0
+    """Weight of the cycle L1: a translation generated back must give its source (0: off, the original)."""
     character: NonNegative = 1.0
     """Code consistency: a translation must carry the character code it was given."""
     character_contrastive: NonNegative = 1.0
@@ -160,6 +177,7 @@ class LoopConfig:
     __pydantic_config__ = _STRICT
 
     seed: int = 0
+    """Seed of the initial weights, the order of each domain's pictures, the crops and the augmentation."""
     log_every: Positive = 1_000
     """Images between scalar logs."""
     sample_every: Positive = 20_000
@@ -167,6 +185,7 @@ class LoopConfig:
     checkpoint_every: Positive = 50_000
     """Images between checkpoints."""
     keep_checkpoints: Positive = 3
+    """Newest checkpoints kept in the run folder; older ones are deleted."""
     max_images: Positive | None = None
     """Stop after this many images (default: at the end of the schedule)."""
     max_minutes: Annotated[float, pydantic.Field(gt=0.0)] | None = None
@@ -189,9 +208,13 @@ class TrainConfig(LoopConfig):
     __pydantic_config__ = _STRICT
 
     lr: Annotated[float, pydantic.Field(gt=0.0)] = 1e-4
+    """Adam learning rate of every network."""
     beta1: Annotated[float, pydantic.Field(ge=0.0, lt=1.0)] = 0.5
+    """Adam's decay of the gradient average."""
     beta2: Annotated[float, pydantic.Field(ge=0.0, lt=1.0)] = 0.99
+    """Adam's decay of the squared-gradient average."""
     eps: float = 1e-8
+    """Adam's epsilon, added to the root of the squared-gradient average."""
     domain_switch_lr_multiplier: Annotated[float, pydantic.Field(gt=0.0)] = 1.0
     """Learning-rate factor for the per-domain batch-norm scales and shifts. Adam moves every
     parameter by about lr per step whatever its size; these are O(1) while N(0, 0.02) conv weights
@@ -199,6 +222,7 @@ class TrainConfig(LoopConfig):
     batch_size: dict[int, Positive] = field(default_factory=_published_batch_sizes)
     """Batch size per resolution."""
     start_resolution: int = 4
+    """Resolution of the first phase of progressive growing (a power of two, at least 4)."""
     phase_images: Positive = 300_000
     """Images shown in each fade-in phase and in each stable phase."""
     final_phase_images: Positive | None = None
@@ -218,19 +242,24 @@ class CycleGANModelConfig:
     __pydantic_config__ = _STRICT
 
     name: Literal["cyclegan"] = "cyclegan"
+    """The model family; `twingan` switches to Twin-GAN's keys and defaults."""
     resolution: Positive = 256
     """Training crop size; the networks are fully convolutional, so inference takes any multiple of 4
     (ResNet) or of 2^unet_downs (U-Net)."""
     generator: Literal["resnet", "unet"] = "resnet"
+    """Generator: resnet (residual blocks between down- and up-sampling, the reference) or unet (skip links)."""
     resnet_blocks: Positive = 9
     """Residual blocks of the ResNet generator (6 for 128 px, 9 for 256 px in the reference)."""
     unet_downs: Positive = 8
     """Down-samplings of the U-Net generator (8 for 256 px, 7 for 128 px in the reference)."""
     generator_channels: Positive = 64
+    """Channels of the generators' first layer (ngf in the reference)."""
     discriminator_channels: Positive = 64
+    """Channels of the PatchGAN's first layer (ndf in the reference)."""
     discriminator_layers: Positive = 3
     """Stride-2 layers of the PatchGAN; 3 gives the 70x70 receptive field."""
     norm: Literal["instance", "batch"] = "instance"
+    """Normalisation of generators and discriminators (instance: the reference)."""
     dropout: bool = False
     """Dropout 0.5 in the generator's residual blocks (ResNet) or inner decoder layers (U-Net)."""
 
@@ -242,6 +271,7 @@ class CycleGANLossConfig:
     __pydantic_config__ = _STRICT
 
     gan: Literal["lsgan", "vanilla", "wgangp"] = "lsgan"
+    """GAN loss: lsgan (least squares, the reference), vanilla (cross-entropy) or wgangp (Wasserstein)."""
     cycle_a: NonNegative = 10.0
     """Weight of A -> B -> A cycle L1 (0 removes that direction)."""
     cycle_b: NonNegative = 10.0
@@ -259,9 +289,13 @@ class CycleGANTrainConfig(LoopConfig):
     __pydantic_config__ = _STRICT
 
     lr: Annotated[float, pydantic.Field(gt=0.0)] = 2e-4
+    """Adam learning rate of every network, before the decay epochs."""
     beta1: Annotated[float, pydantic.Field(ge=0.0, lt=1.0)] = 0.5
+    """Adam's decay of the gradient average."""
     beta2: Annotated[float, pydantic.Field(ge=0.0, lt=1.0)] = 0.999
+    """Adam's decay of the squared-gradient average."""
     batch_size: Positive = 1
+    """Pictures of each domain per step."""
     epochs: Annotated[int, pydantic.Field(ge=0)] = 100
     """Epochs at the initial learning rate."""
     decay_epochs: Annotated[int, pydantic.Field(ge=0)] = 100
@@ -282,13 +316,19 @@ class RuntimeConfig:
     __pydantic_config__ = _STRICT
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: a CUDA GPU when there is one, else the CPU; cuda fails where there is none."""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """bf16 and fp16 run the networks under autocast (fp16 with gradient scaling); gradient penalties
+    stay in fp32."""
     channels_last: bool = False
+    """Keep pictures and networks in channels-last memory layout (can be faster on GPUs; same maths)."""
     num_workers: Annotated[int, pydantic.Field(ge=0)] = 4
+    """Loader processes that decode and crop pictures (0: in the training process)."""
     cpu_threads: Positive | None = None
     """Threads for CPU maths (default: PyTorch's choice, one per core). Set it to the number of
     free cores when other programs share the CPU: oversubscribed threads make steps ~40x slower."""
     output_dir: str = "runs"
+    """Folder of new run folders (PRESET-TIMESTAMP) when `twingan train` gets no --run-dir."""
 
 
 @dataclass
@@ -343,6 +383,17 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[s
     the defaults underneath. Values in overrides are parsed as YAML scalars (`train.lr=2e-4`,
     `data.hflip=false`, `train.batch_size.128=2`). Every refused key or value is reported with its origin.
     """
+    return load_config_with_sources(preset, overrides)[0]
+
+
+def load_config_with_sources(preset: str | Path | None = None,
+                             overrides: list[str] | tuple[str, ...] = ()) -> tuple[RunConfig, dict[str, str]]:
+    """`load_config`, plus where each value the user gave came from, for `twingan config --explain`.
+
+    The second item maps every dotted key the preset or an override set (sections, and each item of a
+    dict-valued key such as `train.batch_size.128`, included) to its source: "preset PATH" or
+    "override 'ITEM'". Keys not in it hold the model's default.
+    """
     user: dict[str, Any] = {}
     origin: dict[str, str] = {}
     if preset is not None:
@@ -361,9 +412,10 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[s
     raw = config_to_dict(cls())
     _merge(raw, {}, user, "", prefix="")
     try:
-        return pydantic.TypeAdapter(cls).validate_python(raw)
+        cfg = pydantic.TypeAdapter(cls).validate_python(raw)
     except pydantic.ValidationError as exc:
         raise UserError(_describe(exc, origin, cls)) from None
+    return cfg, origin
 
 
 def config_from_dict(raw: dict[str, Any], source: str) -> RunConfig:
@@ -421,13 +473,26 @@ def _nest(dotted: str, value: Any) -> dict[str, Any]:
 
 
 def _merge(dst: dict[str, Any], origin: dict[str, str], src: dict[str, Any], source: str, prefix: str) -> None:
+    """Deep-merge `src` into `dst`, recording in `origin` the source of every key it sets.
+
+    Every key, nested ones included, gets its own entry, and a replaced value's entries go with it,
+    so a key set by the preset keeps the preset as its origin when an override later sets a sibling."""
     for key, value in src.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, dict) and value and isinstance(dst.get(key), dict):
             _merge(dst[key], origin, value, source, prefix=f"{dotted}.")
-        else:
-            dst[key] = value
-        origin[dotted] = source
+            continue
+        dst[key] = value
+        for stale in [k for k in origin if k.startswith(f"{dotted}.")]:
+            del origin[stale]
+        _record(origin, value, source, dotted)
+
+
+def _record(origin: dict[str, str], value: Any, source: str, dotted: str) -> None:
+    origin[dotted] = source
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _record(origin, item, source, f"{dotted}.{key}")
 
 
 def _known_keys(dotted_parent: str, root: type) -> list[str]:
