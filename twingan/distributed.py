@@ -19,6 +19,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from twingan.errors import UserError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -35,6 +37,17 @@ class DistInfo:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
+
+
+def pick_device(name: str, info: DistInfo | None = None) -> torch.device:
+    """The device of this process: auto -> CUDA when present (under torchrun, the process's own
+    GPU); an explicit cuda on a machine without one is a user error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device cuda was asked for (runtime.device or --device) but no CUDA GPU is available; "
+                        "use cpu or auto")
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", info.local_rank if info else 0)
 
 
 def init_from_env(device_type: str) -> DistInfo:

@@ -15,7 +15,6 @@ import torch
 from torch import Tensor, nn
 
 from twingan import distributed
-from twingan.errors import UserError
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -50,16 +49,6 @@ class StepContext:
         distributed.average_gradients(module.parameters(), self.dist)
         scaler.step(optimizer)
         scaler.update()
-
-
-def pick_device(name: str, info: distributed.DistInfo | None = None) -> torch.device:
-    """auto -> CUDA when present; an explicit cuda on a machine without one is a user error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device cuda was asked for (runtime.device or --device) but no CUDA GPU is available; "
-                        "use cpu or auto")
-    if name == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", info.local_rank if info else 0)
 
 
 def detached_values(terms: dict[str, Tensor]) -> dict[str, float]:

@@ -45,7 +45,7 @@ from twingan.data.loader import LoaderSettings, make_loader
 from twingan.data.transforms import DeviceAugment, loader_transform, to_model_range
 from twingan.errors import UserError
 from twingan.schedule import Phase, phase_at
-from twingan.stepping import StepContext, pick_device
+from twingan.stepping import StepContext
 from twingan.twingan_recipe import TwinGANRecipe
 from twingan.weights import load_weights
 
@@ -89,7 +89,7 @@ class Trainer:
             torch.set_num_threads(cfg.runtime.cpu_threads)
         wants_cuda = cfg.runtime.device != "cpu" and torch.cuda.is_available()
         self.dist = distributed.init_from_env("cuda" if wants_cuda else "cpu")
-        self.device = pick_device(cfg.runtime.device, self.dist)
+        self.device = distributed.pick_device(cfg.runtime.device, self.dist)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.run_dir = self._agree_on_run_dir(run_dir)

@@ -33,11 +33,11 @@ from twingan.checkpoint import find_checkpoint, load_checkpoint
 from twingan.config import RunConfig, config_from_dict
 from twingan.cyclegan_networks import build_generator
 from twingan.data.images import to_rgb
+from twingan.distributed import pick_device
 from twingan.errors import UserError
 from twingan.networks import DOMAIN_A, DOMAIN_B, TwinGAN
 from twingan.options import MAX_SIZE
 from twingan.schedule import build_phases, phase_at
-from twingan.stepping import pick_device
 
 log = logging.getLogger(__name__)
 Direction = Literal["a2b", "b2a"]
