@@ -44,17 +44,15 @@ from twingan.data.images import BadImage, load_image
 from twingan.data.loader import LoaderSettings, make_loader
 from twingan.data.transforms import DeviceAugment, loader_transform, to_model_range
 from twingan.errors import UserError
+from twingan.metrics import WEIGHTS_ENV, check_weights
 from twingan.schedule import Phase, phase_at
 from twingan.stepping import StepContext
 from twingan.twingan_recipe import TwinGANRecipe
-from twingan.weights import load_weights
 
 log = logging.getLogger(__name__)
 DOMAINS = (0, 1)
 SAMPLES_PER_DOMAIN = 8
 RECIPES = {"twingan": TwinGANRecipe, "cyclegan": CycleGANRecipe}
-INCEPTION_ENV = "TWINGAN_INCEPTION_WEIGHTS"
-"""twingan.metrics.WEIGHTS_ENV, named here so that training does not import the metrics until it evaluates."""
 LOGS = ("metrics.jsonl", "eval.jsonl")
 
 
@@ -96,8 +94,8 @@ class Trainer:
         self._fresh = not self.run_dir.exists()
         if self.dist.is_main:
             check_writable(self.run_dir, "run folder", folder=True)
-        if cfg.train.eval_every and os.environ.get(INCEPTION_ENV):  # refused now, not at the first evaluation
-            load_weights(os.environ[INCEPTION_ENV], f"Inception weights (${INCEPTION_ENV})", ("torch",), mmap=True)
+        if cfg.train.eval_every and os.environ.get(WEIGHTS_ENV):  # refused now, not at the first evaluation
+            check_weights(os.environ[WEIGHTS_ENV])
         self.scans = [scan_domain(cfg.data.domain_a, "A", cfg.data.max_pixels, cfg.data.verify, self._show),
                       scan_domain(cfg.data.domain_b, "B", cfg.data.max_pixels, cfg.data.verify, self._show)]
         self.held_out = self._hold_out() if cfg.train.eval_every else []
@@ -162,7 +160,7 @@ class Trainer:
     def _evaluate(self, writer: SummaryWriter, phase: Phase) -> None:
         """`twingan eval`'s metrics for the EMA networks on the held-out pictures, at the phase's size."""
         from twingan.evaluate import evaluate
-        from twingan.metrics import WEIGHTS_ENV, InceptionFeatures
+        from twingan.metrics import InceptionFeatures
         from twingan.translator import Translator, resize_for_model, to_tensor
 
         size = phase.resolution
