@@ -119,6 +119,32 @@ def test_gates_learn_at_the_domain_switch_rate(tmp_path):
     assert gates and all(id(g) in switch for g in gates)
 
 
+# ----------------------------------------------------------------- model.trunk_blocks
+def test_the_trunk_sits_at_its_resolution_and_switches_with_the_domain():
+    cfg = small_cfg(trunk_blocks=2, trunk_resolution=16)
+    gen = Generator(cfg)
+    assert [hw for hw, block in gen.blocks.items() if len(block.trunk)] == ["16"]
+    assert len(gen.blocks["16"].trunk) == 2
+    latent = torch.randn(2, 32, 4, 4)
+    skips = {hw: torch.randn(2, c, hw, hw) for hw, c in ((8, 32), (16, 32), (32, 16))}
+    out = gen(latent, skips, DOMAIN_B, RES)
+    assert out.shape == (2, 3, RES, RES)
+    out.square().mean().backward()
+    unit = gen.blocks["16"].trunk[1]
+    assert unit.conv1.weight.grad.abs().sum() > 0
+    norms = unit.norm1.norms
+    assert norms[DOMAIN_B].weight.grad.abs().sum() > 0 and norms[DOMAIN_A].weight.grad is None
+    with torch.no_grad():
+        unit.conv1.weight.mul_(2)
+    assert not torch.allclose(gen(latent, skips, DOMAIN_B, RES), out)
+
+
+@pytest.mark.parametrize("where", [4, 12, 64])
+def test_a_trunk_outside_the_generator_is_refused(where):
+    with pytest.raises(ValueError, match="model.trunk_resolution"):
+        Generator(small_cfg(trunk_blocks=1, trunk_resolution=where))
+
+
 # ----------------------------------------------------------------- model.discriminator
 @pytest.mark.parametrize("resolution,cells", [(4, 16), (8, 16), (16, 16), (32, 64)])
 @pytest.mark.parametrize("alpha", [1.0, 0.5])
@@ -189,7 +215,8 @@ def test_nce_heads_are_trained_saved_and_resumed(tmp_path):
 
 # ----------------------------------------------------------------- all switches together
 def test_every_switch_trains_translates_and_reloads(tmp_path):
-    overrides = ["model.norm=layer_instance", "model.skip_gate=gated", "model.discriminator=patch", "loss.nce=1"]
+    overrides = ["model.norm=layer_instance", "model.skip_gate=gated", "model.discriminator=patch", "loss.nce=1",
+                 "model.trunk_blocks=1", "model.trunk_resolution=8"]
     Trainer(load_config(tiny_preset(tmp_path), overrides), tmp_path / "run", progress=False).run()
     translator = Translator.from_checkpoint(tmp_path / "run", "cpu")
     sets = {d: torch.rand(4, 3, 8, 8) * 2 - 1 for d in "ab"}

@@ -102,6 +102,12 @@ class ModelConfig:
     skip_gate: Literal["none", "gated"] = "none"
     """UNet links: none concatenates the encoder features as they are (the original); gated scales
     them by a learned per-domain, per-channel gate that starts closed."""
+    trunk_blocks: Annotated[int, pydantic.Field(ge=0, le=16)] = 0
+    """Residual blocks (shared convolutions, domain norm) after the generator's block at
+    trunk_resolution: the deep low-resolution trunk through which CycleGAN's and U-GAT-IT's
+    generators reshape a face (0: none, the original)."""
+    trunk_resolution: Positive = 16
+    """The generator resolution that holds the trunk (a power of two, 8 to model.resolution)."""
     discriminator: Literal["global", "patch"] = "global"
     """global: one logit per picture (the original); patch: also one per cell of a grid."""
     patch_scale: Annotated[int, pydantic.Field(ge=2)] = 8

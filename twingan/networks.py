@@ -56,6 +56,9 @@ def _check_config(cfg: ModelConfig) -> None:
         raise ValueError(f"model.condition_dim must be >= 0, got {cfg.condition_dim}")
     if cfg.character == "learned" and cfg.condition_dim == 0:
         raise ValueError("model.character=learned needs model.condition_dim, the code length (16 is a good start)")
+    if cfg.trunk_blocks and cfg.trunk_resolution not in _resolutions(cfg.resolution):
+        raise ValueError(f"model.trunk_resolution must be a power of two from 8 to model.resolution "
+                         f"({cfg.resolution}), got {cfg.trunk_resolution}")
     if cfg.character == "illust2vec" and not cfg.character_tags:
         raise ValueError("model.character=illust2vec needs at least one tag in model.character_tags")
 
@@ -291,8 +294,28 @@ def encoder_channels(cfg: ModelConfig) -> dict[int, int]:
     return {4: num_channels(cfg, 4), **{hw: num_channels(cfg, hw // 2) for hw in _resolutions(cfg.resolution)}}
 
 
+class _ResidualUnit(nn.Module):
+    """x + (conv unit, conv, domain norm) of x, then pixel norm: one block of the generator's trunk.
+
+    The residual form lets a deep trunk start as the identity, so adding it does not cut the path
+    the shallower generator already learns through; pixel norm after the sum keeps magnitudes from
+    growing block by block, as everywhere else in this generator.
+    """
+
+    def __init__(self, cfg: ModelConfig, channels: int) -> None:
+        super().__init__()
+        self.conv0 = ConvUnit(cfg, channels, channels, condition_dim=cfg.code_dim)
+        self.conv1 = Conv2d(channels, channels, 3, 1, equalized=cfg.equalized_lr, init=cfg.weight_init)
+        self.norm1 = DomainNorm2d(channels, momentum=cfg.bn_momentum, condition_dim=cfg.code_dim, kind=cfg.norm)
+
+    def forward(self, x: Tensor, domain: int, condition: Tensor | None) -> Tensor:
+        h = self.norm1(self.conv1(self.conv0(x, domain, condition)), domain, condition)
+        return pixel_norm(x + h)
+
+
 class _UpBlock(nn.Module):
-    """Generator block at hw: upsample, concatenate the (gated) encoder skip when linked, two conv3x3."""
+    """Generator block at hw: upsample, concatenate the (gated) encoder skip when linked, two conv3x3,
+    then the residual trunk when hw is model.trunk_resolution."""
 
     def __init__(self, cfg: ModelConfig, hw: int) -> None:
         super().__init__()
@@ -301,12 +324,17 @@ class _UpBlock(nn.Module):
         self.gate = SkipGate(num_channels(cfg, hw // 2)) if self.linked and cfg.skip_gate == "gated" else None
         self.conv0 = ConvUnit(cfg, c_in, num_channels(cfg, hw), condition_dim=cfg.code_dim)
         self.conv1 = ConvUnit(cfg, num_channels(cfg, hw), num_channels(cfg, hw), condition_dim=cfg.code_dim)
+        blocks = cfg.trunk_blocks if hw == cfg.trunk_resolution else 0
+        self.trunk = nn.ModuleList(_ResidualUnit(cfg, num_channels(cfg, hw)) for _ in range(blocks))
 
     def forward(self, h: Tensor, skip: Tensor | None, domain: int, condition: Tensor | None) -> Tensor:
         h = F.interpolate(h, scale_factor=2, mode="nearest")
         if self.linked:
             h = torch.cat([h, skip if self.gate is None else self.gate(skip, domain)], dim=1)
-        return self.conv1(self.conv0(h, domain, condition), domain, condition)
+        h = self.conv1(self.conv0(h, domain, condition), domain, condition)
+        for unit in self.trunk:
+            h = unit(h, domain, condition)
+        return h
 
 
 class Generator(nn.Module):
