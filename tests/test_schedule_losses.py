@@ -65,5 +65,25 @@ def test_dragan_is_zero_for_unit_slope_and_differentiable():
     assert steep.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("kind", ["dragan", "r1"])
+def test_a_patch_critics_penalty_constrains_its_mean_score(kind):
+    """Repeating a critic's score over 128 cells (what a patch critic's global logit does) must not
+    change the penalty: the losses average the cells, so the penalty must too."""
+    weight, real = torch.tensor([3.0, 4.0]), torch.randn(5, 2)
+    torch.manual_seed(1)
+    one = losses.gradient_penalty(kind, lambda x: x @ weight, real)
+    torch.manual_seed(1)
+    many = losses.gradient_penalty(kind, lambda x: (x @ weight)[:, None].expand(-1, 128), real)
+    torch.testing.assert_close(many, one)
+    assert one > 1.0
+
+
+def test_wgan_gp_still_sums_a_patch_critics_scores():
+    real, fake = torch.randn(4, 2), torch.randn(4, 2)
+    torch.manual_seed(1)
+    sums = losses.wgan_gp_penalty(lambda x: x[:, :1].expand(-1, 2), real, fake)
+    torch.testing.assert_close(sums, torch.tensor(1.0))
+
+
 def test_no_penalty_is_zero():
     assert losses.gradient_penalty("none", lambda x: x.sum(1), torch.randn(3, 2)) == 0
