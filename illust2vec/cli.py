@@ -6,15 +6,21 @@ import json
 from pathlib import Path
 
 import click
+from PIL import Image, UnidentifiedImageError
 
-from twingan.errors import UserError
+from illust2vec.errors import Illust2VecError
+
+MAX_PIXELS = 50_000_000
+"""Pictures over this many pixels are refused from their header, before decoding (a few GB)."""
 
 
 class _Group(click.Group):
+    """Turns Illust2VecError into one line on stderr and exit status 1, instead of a traceback."""
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except UserError as exc:
+        except Illust2VecError as exc:
             raise click.ClickException(str(exc)) from None
 
 
@@ -31,13 +37,13 @@ def convert_command(caffemodel: Path, out: Path) -> None:
     from illust2vec.convert import convert_caffemodel
 
     if not caffemodel.is_file():
-        raise UserError(f"Caffe model {caffemodel} not found")
+        raise Illust2VecError(f"Caffe model {caffemodel} not found")
     try:
         variant = convert_caffemodel(caffemodel, out)
     except ValueError as exc:
-        raise UserError(f"{caffemodel}: {exc}") from None
+        raise Illust2VecError(f"{caffemodel}: {exc}") from None
     except OSError as exc:
-        raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
+        raise Illust2VecError(f"cannot write {out}: {exc.strerror or exc}") from None
     click.echo(f"wrote the illust2vec {variant} model to {out}")
 
 
@@ -51,19 +57,16 @@ def convert_command(caffemodel: Path, out: Path) -> None:
 def tag_command(pictures: tuple[Path, ...], weights: Path, top_k: int, threshold: float | None, as_json: bool) -> None:
     """Print the most likely tags of each picture, per category."""
     from illust2vec.model import Illust2Vec
-    from twingan.data.images import BadImage, open_image
 
     tagger = Illust2Vec.load(weights)
     report = {}
     for path in pictures:
-        try:
-            with open_image(path) as image:
+        with open_picture(path) as image:
+            try:
                 image.load()
-                report[str(path)] = tagger.tags([image], top_k=top_k, threshold=threshold)[0]
-        except BadImage as exc:
-            raise UserError(str(exc)) from None
-        except OSError as exc:
-            raise UserError(f"{path}: corrupt or truncated image data ({exc})") from None
+            except OSError as exc:
+                raise Illust2VecError(f"{path}: corrupt or truncated image data ({exc})") from None
+            report[str(path)] = tagger.tags([image], top_k=top_k, threshold=threshold)[0]
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -72,3 +75,22 @@ def tag_command(pictures: tuple[Path, ...], weights: Path, top_k: int, threshold
         for category, pairs in categories.items():
             listed = ", ".join(f"{tag} {p:.3f}" for tag, p in pairs) or "-"
             click.echo(f"  {category:<10} {listed}")
+
+
+def open_picture(path: Path) -> Image.Image:
+    """Open a picture lazily (header only), refusing an empty, foreign or too large one with one line."""
+    try:
+        if path.stat().st_size == 0:
+            raise Illust2VecError(f"{path}: empty file (0 bytes)")
+        image = Image.open(path)
+    except UnidentifiedImageError:
+        raise Illust2VecError(f"{path}: not a readable image file") from None
+    except Image.DecompressionBombError:
+        raise Illust2VecError(f"{path}: image is too large (over {MAX_PIXELS:,} pixels)") from None
+    except OSError as exc:
+        raise Illust2VecError(f"{path}: cannot be opened ({exc.strerror or exc})") from None
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        image.close()
+        raise Illust2VecError(f"{path}: image is too large ({width}x{height} is over {MAX_PIXELS:,} pixels)")
+    return image

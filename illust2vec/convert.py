@@ -15,8 +15,7 @@ from safetensors.torch import save_file
 
 from illust2vec.caffe import read_caffemodel
 from illust2vec.network import Illust2VecNet, Variant, infer_width
-from twingan import weights
-from twingan.atomic import atomic_path
+from illust2vec.weights_file import atomic_path, read_safetensors
 
 FORMAT = "illust2vec-weights"
 UNUSED_LAYERS = {"encode2"}
@@ -77,10 +76,9 @@ def convert_caffemodel(source: str | Path, target: str | Path) -> Variant:
 
 
 def load_weights(path: str | Path) -> tuple[Variant, float, dict[str, torch.Tensor]]:
-    """A converted file -> (variant, width, state dict), read by the safe loader: a file that is not
-    safetensors (a pickle, which could carry code) is a UserError, a foreign safetensors a ValueError."""
-    loaded = weights.load_weights(path, "illust2vec weights", formats=("safetensors",))
-    metadata, state = loaded.metadata, loaded.content
+    """A converted file -> (variant, width, state dict), read by the safe reader: a file that is not
+    safetensors (a pickle, which could carry code) is an Illust2VecError, a foreign safetensors a ValueError."""
+    metadata, state = read_safetensors(path, "illust2vec weights")
     if metadata.get("format") != FORMAT or metadata.get("variant") not in ("tag", "feature"):
         raise ValueError("not an illust2vec weights file made by `illust2vec convert`")
     return metadata["variant"], infer_width(state), state

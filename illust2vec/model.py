@@ -26,7 +26,7 @@ from torch import Tensor
 from illust2vec.convert import load_weights
 from illust2vec.network import INPUT_SIZE, Illust2VecNet
 from illust2vec.tags import CATEGORIES, tag_list
-from twingan.errors import UserError
+from illust2vec.errors import Illust2VecError
 
 MEAN_BGR = (164.76139251, 167.47864617, 181.13838569)
 WEIGHTS_HELP = ("illust2vec needs its published weights, which are not shipped: download "
@@ -61,25 +61,25 @@ class Illust2Vec:
 
     @classmethod
     def load(cls, weights: str | Path, device: str | torch.device = "cpu") -> Illust2Vec:
-        """Load a file written by `illust2vec convert`; a missing or foreign file is a UserError."""
+        """Load a file written by `illust2vec convert`; a missing or foreign file is an Illust2VecError."""
         path = Path(weights)
         if not path.is_file():
-            raise UserError(f"illust2vec weights {path} not found. {WEIGHTS_HELP}")
+            raise Illust2VecError(f"illust2vec weights {path} not found. {WEIGHTS_HELP}")
         try:
             variant, width, state = load_weights(path)
             net = Illust2VecNet(variant, width)
             net.load_state_dict(state)
-        except UserError as exc:  # not safetensors, truncated, or a pickle that would run code
-            raise UserError(f"{exc}. {WEIGHTS_HELP}") from None
+        except Illust2VecError as exc:  # not safetensors, truncated, or a pickle that would run code
+            raise Illust2VecError(f"{exc}. {WEIGHTS_HELP}") from None
         except (ValueError, RuntimeError, OSError) as exc:
-            raise UserError(f"illust2vec weights {path} cannot be used: {str(exc).splitlines()[0][:200]}. "
-                            f"{WEIGHTS_HELP}") from None
+            raise Illust2VecError(f"illust2vec weights {path} cannot be used: {str(exc).splitlines()[0][:200]}. "
+                                  f"{WEIGHTS_HELP}") from None
         return cls(net, device)
 
     def _run(self, images: list[Image.Image] | Tensor, variant: str) -> Tensor:
         if self.variant != variant:
-            raise UserError(f"this is the illust2vec {self.variant} model; this needs the {variant} model. "
-                            f"{WEIGHTS_HELP}")
+            raise Illust2VecError(f"this is the illust2vec {self.variant} model; this needs the {variant} model. "
+                                  f"{WEIGHTS_HELP}")
         if isinstance(images, Tensor):
             x = network_input(images.to(self.device, torch.float32))
         else:

@@ -17,8 +17,9 @@ from test_training import TINY
 from illust2vec.convert import convert_caffemodel
 from twingan.cli import main
 from twingan.config import load_config
+from twingan.domains import DOMAIN_A
 from twingan.errors import UserError
-from twingan.networks import DOMAIN_A, DomainNorm2d, TwinGAN
+from twingan.models.twingan.networks import DomainNorm2d, TwinGAN
 from twingan.training import Trainer
 from twingan.translator import Translator
 

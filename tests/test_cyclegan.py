@@ -12,15 +12,15 @@ import yaml
 from click.testing import CliRunner
 from conftest import load_tool, run_two_ranks, write_preset
 
+from twingan import losses
 from twingan.checkpoint import load_checkpoint
-from twingan import cyclegan_recipe
 from twingan.cli import main
 from twingan.config import PRESET_DIR, CycleGANModelConfig, load_config
-from twingan.cyclegan_networks import (PatchDiscriminator, ResnetGenerator, UnetGenerator, build_discriminator,
-                                       build_generator, patch_grid_size)
-from twingan.cyclegan_recipe import gan_loss, lr_factor
 from twingan.errors import UserError
-from twingan.image_pool import ImagePool
+from twingan.models.cyclegan.image_pool import ImagePool
+from twingan.models.cyclegan.networks import (PatchDiscriminator, ResnetGenerator, UnetGenerator,
+                                              build_discriminator, build_generator, patch_grid_size)
+from twingan.models.cyclegan.recipe import GAN_KINDS, lr_factor
 from twingan.schedule import Phase
 from twingan.training import Trainer
 
@@ -132,11 +132,35 @@ def test_learning_rate_is_constant_then_decays_linearly_per_epoch():
     assert all(a >= b for a, b in zip(rule, rule[1:]))
 
 
+def gan_loss(prediction: torch.Tensor, target_is_real: bool, kind: str) -> torch.Tensor:
+    """The reference's GANLoss: MSE to 1/0 (lsgan), BCE with logits (vanilla), -/+ mean (wgangp)."""
+    if kind == "lsgan":
+        return torch.nn.functional.mse_loss(prediction, torch.full_like(prediction, float(target_is_real)))
+    if kind == "vanilla":
+        target = torch.full_like(prediction, float(target_is_real))
+        return torch.nn.functional.binary_cross_entropy_with_logits(prediction, target)
+    return -prediction.mean() if target_is_real else prediction.mean()
+
+
+def recipe_losses(real: torch.Tensor, fake: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The generator's term on `fake` and the discriminator's, as the recipe computes them."""
+    real_term, fake_term = losses.discriminator_terms(real, fake, GAN_KINDS[kind])
+    return losses.generator_loss(fake, GAN_KINDS[kind]), 0.5 * (real_term + fake_term)
+
+
 @pytest.mark.parametrize("kind", ["lsgan", "vanilla", "wgangp"])
 def test_gan_loss_prefers_the_right_sign(kind):
     high, low = torch.full((1, 1, 2, 2), 1.0), torch.zeros(1, 1, 2, 2)
-    assert gan_loss(high, True, kind) < gan_loss(low, True, kind)
-    assert gan_loss(low, False, kind) < gan_loss(high, False, kind)
+    assert recipe_losses(low, high, kind)[0] < recipe_losses(low, low, kind)[0]
+    assert recipe_losses(high, low, kind)[1] < recipe_losses(high, high, kind)[1]
+
+
+@pytest.mark.parametrize("kind", ["lsgan", "vanilla", "wgangp"])
+def test_the_shared_losses_are_the_references_gan_loss(kind):
+    real, fake = torch.randn(2, 1, 6, 6, generator=torch.Generator().manual_seed(0)) * 3
+    g, d = recipe_losses(real, fake, kind)
+    torch.testing.assert_close(g, gan_loss(fake, True, kind), rtol=0, atol=1e-6)
+    torch.testing.assert_close(d, 0.5 * (gan_loss(real, True, kind) + gan_loss(fake, False, kind)), rtol=0, atol=1e-6)
 
 
 # ----------------------------------------------------------------- steps
@@ -238,14 +262,14 @@ def test_resume_in_the_decay_phase_gives_the_same_losses_and_lr(tmp_path):
 
 
 def test_a_forced_nan_is_skipped(tmp_path, monkeypatch):
-    real, calls = cyclegan_recipe.gan_loss, {"n": 0}
+    real, calls = losses.discriminator_terms, {"n": 0}
 
-    def nan_once(prediction, target_is_real, kind):
+    def nan_once(real_logits, fake_logits, kind):
         calls["n"] += 1
-        value = real(prediction, target_is_real, kind)
-        return value * float("nan") if calls["n"] == 5 else value
+        real_term, fake_term = real(real_logits, fake_logits, kind)
+        return (real_term * float("nan") if calls["n"] == 2 else real_term), fake_term
 
-    monkeypatch.setattr(cyclegan_recipe, "gan_loss", nan_once)
+    monkeypatch.setattr(losses, "discriminator_terms", nan_once)
     result = _trainer(tmp_path).run()
     assert result.skipped_steps == 1 and result.images_seen == 24
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from twingan.evaluate import load_set
+from twingan.data.pictures import to_tensor
+from twingan.evaluation import load_set
 from twingan.face_rate import face_rate, to_pil
-from twingan.translator import to_tensor
 
 
 def test_to_pil_maps_the_model_range_to_bytes():

@@ -277,7 +277,7 @@ def test_a_second_index_writer_waits_and_loses_nothing(world, tmp_path):
     what it wrote (without the lock it read the old index and dropped the first writer's pictures)."""
     import shutil
 
-    from twingan.neighbors import add_command
+    from twingan.neighbors import add_command, index_embedder
 
     shutil.copytree(world.index, tmp_path / "ix")
     write_image_folder(tmp_path / "more", 3, size=24, seed=50)
@@ -297,7 +297,7 @@ def test_a_second_index_writer_waits_and_loses_nothing(world, tmp_path):
         thread = threading.Thread(target=second_writer)
         thread.start()
         index = Index.open(tmp_path / "ix")
-        embedder = index.embedder(device="cpu")
+        embedder = index_embedder(index, device="cpu")
         first = embedder.embed_files(sorted((tmp_path / "first").iterdir()), "a", progress=False)
         index.add("a", first.vectors, [str(p.resolve()) for p in first.paths], first.hashes)
         index.save()

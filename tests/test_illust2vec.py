@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -189,3 +191,34 @@ def test_preprocessing_is_the_originals():
     assert x.shape == (1, 3, 224, 224)
     expected = torch.tensor([0.0, 127.5, 255.0]) - torch.tensor(MEAN_BGR)  # BGR order
     torch.testing.assert_close(x[0, :, 100, 100], expected.float())
+
+
+# ---------------------------------------------------------------- a package of its own
+def test_the_package_imports_nothing_of_twingan():
+    code = ("import sys, illust2vec, illust2vec.cli, illust2vec.convert, illust2vec.weights_file; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'twingan'))")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "[]"
+
+
+def test_unreadable_pictures_get_one_line(tmp_path, ramp_weights):
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not a picture")
+    for name, message in (("empty.png", "empty file"), ("text.png", "not a readable image file")):
+        result = CliRunner().invoke(main, ["tag", str(tmp_path / name), "-w", str(ramp_weights)])
+        assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+
+
+def test_twingan_reports_illust2vec_errors_in_one_line(tmp_path):
+    from conftest import write_preset
+    from test_training import TINY
+
+    from twingan.cli import main as twingan
+
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    preset = write_preset(tmp_path, TINY, {"model": {"character": "illust2vec",
+                                                     "illust2vec_weights": str(tmp_path / "junk.safetensors")}},
+                          image_size=24)
+    result = CliRunner().invoke(twingan, ["train", str(preset), "--run-dir", str(tmp_path / "run"), "--no-progress"])
+    assert result.exit_code == 1 and "is not a .safetensors file" in result.output, result.output
+    assert "Traceback" not in result.output

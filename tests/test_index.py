@@ -18,9 +18,11 @@ from sklearn.neighbors import NearestNeighbors
 from twingan import index as index_module
 from twingan.cli import main
 from twingan.config import load_config
+from twingan.domains import DOMAIN_LETTERS
 from twingan.embedding import file_sha256
 from twingan.errors import UserError
 from twingan.index import Index, IndexSettings
+from twingan.neighbors import index_embedder
 from twingan.training import Trainer
 
 
@@ -166,7 +168,9 @@ def test_build_then_neighbors_finds_the_picture_itself(tmp_path, world):
 def test_python_api_matches_the_command(tmp_path, world):
     build(world, tmp_path / "ix")
     query = sorted(world["a"].iterdir())[0]
-    hits = Index.open(tmp_path / "ix").search(Image.open(query).convert("RGB"), k=2, domain="both")
+    index = Index.open(tmp_path / "ix")
+    vector = index.transform(index_embedder(index).embed_picture(Image.open(query).convert("RGB"), "a"), "a")
+    hits = [hit for domain in DOMAIN_LETTERS for hit in index.search_vectors(vector, 2, domain)[0]]
     assert [h.domain for h in hits] == ["a", "a", "b", "b"]
     assert hits[0].path == str(query.resolve())
 

@@ -1,9 +1,8 @@
-"""Tests for twingan.networks on small configs (32 px, <= 32 channels) so the file runs in seconds on CPU."""
+"""Tests for twingan.models.twingan.networks on small configs (32 px, <= 32 channels): seconds on a CPU."""
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,9 +10,8 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
 from twingan.config import ModelConfig
-from twingan.networks import (
-    DOMAIN_A,
-    DOMAIN_B,
+from twingan.domains import DOMAIN_A, DOMAIN_B
+from twingan.models.twingan.networks import (
     Discriminator,
     DomainNorm2d,
     Encoder,
@@ -43,6 +41,13 @@ def images(hw: int, n: int = BATCH) -> torch.Tensor:
     return torch.rand(n, 3, hw, hw)
 
 
+def translate(model: TwinGAN, x: torch.Tensor, src: int, dst: int, resolution: int, alpha: float = 1.0,
+              condition: torch.Tensor | None = None) -> torch.Tensor:
+    """Encode in `src`, generate in `dst`: the path training and the translator take."""
+    latent, skips = model.encoder(x, src, resolution, alpha)
+    return model.generator(latent, skips, dst, resolution, alpha, condition)
+
+
 def domain_norms(module: torch.nn.Module) -> list[DomainNorm2d]:
     return [m for m in module.modules() if isinstance(m, DomainNorm2d)]
 
@@ -69,7 +74,7 @@ def test_shapes(resolution: int, alpha: float) -> None:
     cfg = small_cfg()
     model, disc = TwinGAN(cfg), Discriminator(cfg)
     x = images(resolution)
-    latent, skips = model.encode(x, DOMAIN_A, resolution, alpha)
+    latent, skips = model.encoder(x, DOMAIN_A, resolution, alpha)
     assert latent.shape == (BATCH, num_channels(cfg, 4), 4, 4)
     expected = [2**k for k in range(3, resolution.bit_length())]
     assert sorted(skips) == expected
@@ -78,9 +83,6 @@ def test_shapes(resolution: int, alpha: float) -> None:
     out = model.generator(latent, skips, DOMAIN_B, resolution, alpha)
     assert out.shape == (BATCH, 3, resolution, resolution)
     assert disc(x, resolution, alpha).shape == (BATCH,)
-    image, same_latent = model(x, DOMAIN_A, DOMAIN_B, resolution, alpha)
-    torch.testing.assert_close(image, model.translate(x, DOMAIN_A, DOMAIN_B, resolution, alpha))
-    assert same_latent.shape == latent.shape
 
 
 @pytest.mark.parametrize("resolution", [8, 16, 32])
@@ -91,8 +93,8 @@ def test_alpha_zero_equals_previous_resolution(resolution: int) -> None:
     x = images(resolution)
     x_low = F.avg_pool2d(x, 2)
     with torch.no_grad():
-        latent, skips = model.encode(x, DOMAIN_B, resolution, alpha=0.0)
-        latent_low, skips_low = model.encode(x_low, DOMAIN_B, resolution // 2)
+        latent, skips = model.encoder(x, DOMAIN_B, resolution, alpha=0.0)
+        latent_low, skips_low = model.encoder(x_low, DOMAIN_B, resolution // 2)
         torch.testing.assert_close(latent, latent_low, rtol=0, atol=0)
         for hw, skip in skips_low.items():
             torch.testing.assert_close(skips[hw], skip, rtol=0, atol=0)
@@ -117,7 +119,7 @@ def test_domains_have_separate_parameters_and_statistics() -> None:
     norm = model.encoder.from_rgb[str(RES)].norm
     before_b = norm.norms[DOMAIN_B].running_mean.clone()
     model.train()
-    model.encode(images(RES) * 5 + 1, DOMAIN_A, RES)
+    model.encoder(images(RES) * 5 + 1, DOMAIN_A, RES)
     assert not torch.equal(norm.norms[DOMAIN_A].running_mean, torch.zeros_like(before_b))
     torch.testing.assert_close(norm.norms[DOMAIN_B].running_mean, before_b, rtol=0, atol=0)
 
@@ -127,12 +129,12 @@ def test_domain_switch_changes_output_only_for_that_domain(train: bool) -> None:
     model = TwinGAN(small_cfg()).train(train)
     x = images(RES)
     with torch.no_grad():
-        before_a = model.translate(x, DOMAIN_A, DOMAIN_A, RES)
-        torch.testing.assert_close(model.translate(x, DOMAIN_B, DOMAIN_B, RES), before_a)  # fresh: sets equal
+        before_a = translate(model, x, DOMAIN_A, DOMAIN_A, RES)
+        torch.testing.assert_close(translate(model, x, DOMAIN_B, DOMAIN_B, RES), before_a)  # fresh: sets equal
         perturb_domain(model, DOMAIN_B)
-        after_a = model.translate(x, DOMAIN_A, DOMAIN_A, RES)
-        after_b = model.translate(x, DOMAIN_B, DOMAIN_B, RES)
-        mixed = model.translate(x, DOMAIN_A, DOMAIN_B, RES)
+        after_a = translate(model, x, DOMAIN_A, DOMAIN_A, RES)
+        after_b = translate(model, x, DOMAIN_B, DOMAIN_B, RES)
+        mixed = translate(model, x, DOMAIN_A, DOMAIN_B, RES)
     torch.testing.assert_close(after_a, before_a, rtol=0, atol=0)
     assert not torch.allclose(after_b, after_a, atol=1e-3)
     assert not torch.allclose(mixed, after_a, atol=1e-3)
@@ -141,9 +143,9 @@ def test_domain_switch_changes_output_only_for_that_domain(train: bool) -> None:
 def test_bad_domain_raises() -> None:
     model = TwinGAN(small_cfg())
     with pytest.raises(ValueError, match="domain"):
-        model.translate(images(8), DOMAIN_A, 2, 8)
+        translate(model, images(8), DOMAIN_A, 2, 8)
     with pytest.raises(ValueError, match="domain"):
-        model.translate(images(8), -1, DOMAIN_A, 8)
+        translate(model, images(8), -1, DOMAIN_A, 8)
 
 
 @pytest.mark.parametrize("hw", [8, 16, 32])
@@ -153,7 +155,7 @@ def test_unet_link_carries_gradient_to_encoder(hw: int) -> None:
     def block_grad(unet_max: int) -> float:
         torch.manual_seed(0)
         model = TwinGAN(small_cfg(unet_max_resolution=unet_max))
-        latent, skips = model.encode(images(RES), DOMAIN_A, RES)
+        latent, skips = model.encoder(images(RES), DOMAIN_A, RES)
         only_hw = {k: s if k == hw else s.detach() for k, s in skips.items()}
         model.generator(latent.detach(), only_hw, DOMAIN_B, RES).square().mean().backward()
         params = model.encoder.blocks[str(hw)].parameters()
@@ -166,7 +168,7 @@ def test_unet_link_carries_gradient_to_encoder(hw: int) -> None:
 def test_unet_cap_drops_skip_from_generator() -> None:
     cfg = small_cfg(unet_max_resolution=16)
     model = TwinGAN(cfg).eval()
-    latent, skips = model.encode(images(RES), DOMAIN_A, RES)
+    latent, skips = model.encoder(images(RES), DOMAIN_A, RES)
     with torch.no_grad():
         out = model.generator(latent, skips, DOMAIN_A, RES)
         changed32 = {**skips, 32: torch.randn_like(skips[32])}
@@ -183,16 +185,16 @@ def test_condition_ignored_at_init_and_used_after_training() -> None:
     x = images(RES)
     c1, c2 = torch.randn(BATCH, 5), torch.randn(BATCH, 5)
     with torch.no_grad():
-        plain = model.translate(x, DOMAIN_A, DOMAIN_B, RES)
-        torch.testing.assert_close(model.translate(x, DOMAIN_A, DOMAIN_B, RES, condition=c1), plain)
-        torch.testing.assert_close(model.translate(x, DOMAIN_A, DOMAIN_B, RES, condition=c2), plain)
+        plain = translate(model, x, DOMAIN_A, DOMAIN_B, RES)
+        torch.testing.assert_close(translate(model, x, DOMAIN_A, DOMAIN_B, RES, condition=c1), plain)
+        torch.testing.assert_close(translate(model, x, DOMAIN_A, DOMAIN_B, RES, condition=c2), plain)
         for norm in domain_norms(model.generator):
             norm.fc_gamma.weight.normal_(0.0, 0.5)
             norm.fc_beta.weight.normal_(0.0, 0.5)
-        out1 = model.translate(x, DOMAIN_A, DOMAIN_B, RES, condition=c1)
-        out2 = model.translate(x, DOMAIN_A, DOMAIN_B, RES, condition=c2)
+        out1 = translate(model, x, DOMAIN_A, DOMAIN_B, RES, condition=c1)
+        out2 = translate(model, x, DOMAIN_A, DOMAIN_B, RES, condition=c2)
         # l2-normalised: only the direction of c matters.
-        torch.testing.assert_close(model.translate(x, DOMAIN_A, DOMAIN_B, RES, condition=3 * c1), out1)
+        torch.testing.assert_close(translate(model, x, DOMAIN_A, DOMAIN_B, RES, condition=3 * c1), out1)
     assert not torch.allclose(out1, out2, atol=1e-3)
     assert not domain_norms(model.encoder)[0].condition_dim
 
@@ -200,9 +202,9 @@ def test_condition_ignored_at_init_and_used_after_training() -> None:
 def test_condition_misuse_raises() -> None:
     x = images(8)
     with pytest.raises(ValueError, match="condition_dim"):
-        TwinGAN(small_cfg()).translate(x, DOMAIN_A, DOMAIN_B, 8, condition=torch.randn(BATCH, 5))
+        translate(TwinGAN(small_cfg()), x, DOMAIN_A, DOMAIN_B, 8, condition=torch.randn(BATCH, 5))
     with pytest.raises(ValueError, match="shape"):
-        TwinGAN(small_cfg(condition_dim=5)).translate(x, DOMAIN_A, DOMAIN_B, 8, condition=torch.randn(BATCH, 4))
+        translate(TwinGAN(small_cfg(condition_dim=5)), x, DOMAIN_A, DOMAIN_B, 8, condition=torch.randn(BATCH, 4))
 
 
 @pytest.mark.parametrize("equalized_lr", [False, True])
@@ -211,7 +213,7 @@ def test_variants_build_and_train_step(equalized_lr: bool, spectral: bool) -> No
     cfg = small_cfg(equalized_lr=equalized_lr, spectral_norm=spectral)
     model, disc = TwinGAN(cfg), Discriminator(cfg)
     x = images(16)
-    logits = disc(model.translate(x, DOMAIN_A, DOMAIN_B, 16, 0.5), 16, 0.5)
+    logits = disc(translate(model, x, DOMAIN_A, DOMAIN_B, 16, 0.5), 16, 0.5)
     logits.mean().backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
@@ -265,7 +267,7 @@ def test_bad_config_resolution_raises(bad: int) -> None:
 def test_bad_forward_resolution_raises(bad: int) -> None:
     cfg = small_cfg()
     with pytest.raises(ValueError, match="resolution"):
-        TwinGAN(cfg).translate(images(bad), DOMAIN_A, DOMAIN_B, bad)
+        translate(TwinGAN(cfg), images(bad), DOMAIN_A, DOMAIN_B, bad)
     with pytest.raises(ValueError, match="resolution"):
         Discriminator(cfg)(images(bad), bad)
     with pytest.raises(ValueError, match="alpha"):
@@ -283,11 +285,11 @@ def test_channels_last_matches_contiguous() -> None:
     perturb_domain(model, DOMAIN_B)
     x = images(RES)
     with torch.no_grad():
-        ref = model.translate(x, DOMAIN_A, DOMAIN_B, RES, 0.5)
+        ref = translate(model, x, DOMAIN_A, DOMAIN_B, RES, 0.5)
         ref_logits = disc(x, RES, 0.5)
         model, disc = model.to(memory_format=torch.channels_last), disc.to(memory_format=torch.channels_last)
         x_cl = x.to(memory_format=torch.channels_last)
-        torch.testing.assert_close(model.translate(x_cl, DOMAIN_A, DOMAIN_B, RES, 0.5), ref, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(translate(model, x_cl, DOMAIN_A, DOMAIN_B, RES, 0.5), ref, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(disc(x_cl, RES, 0.5), ref_logits, atol=1e-4, rtol=1e-4)
 
 
@@ -296,7 +298,7 @@ def test_autocast_bf16_runs() -> None:
     model, disc = TwinGAN(cfg), Discriminator(cfg)
     x = images(RES)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model.translate(x, DOMAIN_A, DOMAIN_B, RES, 0.5, condition=torch.randn(BATCH, 3))
+        out = translate(model, x, DOMAIN_A, DOMAIN_B, RES, 0.5, condition=torch.randn(BATCH, 3))
         logits = disc(out, RES, 0.5)
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
     logits.float().mean().backward()
@@ -307,24 +309,11 @@ def test_checkpoint_keys_do_not_depend_on_phase() -> None:
     """Every block exists from the start, so a state_dict saved at 8 px loads into the 32 px phase."""
     cfg = small_cfg()
     a, b = TwinGAN(cfg), TwinGAN(cfg)
-    a.translate(images(8), DOMAIN_A, DOMAIN_B, 8)
+    translate(a, images(8), DOMAIN_A, DOMAIN_B, 8)
     b.load_state_dict(a.state_dict())
-    assert b.translate(images(RES), DOMAIN_A, DOMAIN_B, RES).shape == (BATCH, 3, RES, RES)
+    assert translate(b, images(RES), DOMAIN_A, DOMAIN_B, RES).shape == (BATCH, 3, RES, RES)
 
 
 def test_pixel_norm_gives_unit_rms() -> None:
     x = torch.randn(2, 8, 3, 3) * 7
     torch.testing.assert_close(pixel_norm(x).pow(2).mean(dim=1), torch.ones(2, 3, 3), atol=1e-4, rtol=1e-4)
-
-
-def test_distributed_data_parallel_step(tmp_path: Path) -> None:
-    """One-process gloo group: DDP must accept the domain switch and the unused low-res blocks."""
-    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    try:
-        model = torch.nn.parallel.DistributedDataParallel(TwinGAN(small_cfg()), find_unused_parameters=True)
-        for src, dst in ((DOMAIN_A, DOMAIN_B), (DOMAIN_B, DOMAIN_A)):
-            image, latent = model(images(16), src, dst, 16, 0.5)
-            (image.mean() + latent.mean()).backward()
-        assert model.module.generator.blocks["16"].conv0.conv.weight.grad is not None
-    finally:
-        torch.distributed.destroy_process_group()

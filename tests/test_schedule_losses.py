@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from twingan import losses
+from twingan.models.twingan.recipe import fade_reals
 from twingan.schedule import build_phases, phase_at
-from twingan.twingan_recipe import fade_reals
 
 
 def test_phases_grow_with_fade_then_stable():

@@ -15,10 +15,10 @@ import pytest
 import torch
 from conftest import die_with_parent, run_two_ranks, write_image_folder, write_preset
 
-from twingan import twingan_recipe
 from twingan.checkpoint import load_checkpoint
 from twingan.config import PRESET_DIR, load_config
 from twingan.errors import UserError
+from twingan.models.twingan import recipe as twingan_recipe
 from twingan.training import Trainer, TrainingDiverged
 
 TINY = {

@@ -16,11 +16,12 @@ from PIL import Image
 
 from twingan.cli import main
 from twingan.config import DataConfig, load_config
+from twingan.data.pictures import resize_for_model, to_tensor
 from twingan.data.transforms import loader_transform, to_model_range
 from twingan.errors import UserError
+from twingan.face_paste import feather_mask
 from twingan.training import Trainer
-from twingan.translate_files import feather_mask
-from twingan.translator import Translator, resize_for_model, to_tensor
+from twingan.translator import Translator
 
 import test_cyclegan
 import test_training

@@ -68,8 +68,9 @@ def test_every_reader_refuses_code_with_one_sentence(tmp_path, marker, fmt, read
             InceptionFeatures(evil)
     else:
         from illust2vec import Illust2Vec
+        from illust2vec.errors import Illust2VecError
 
-        with pytest.raises(UserError, match="illust2vec weights .* is not a .safetensors file"):
+        with pytest.raises(Illust2VecError, match="illust2vec weights .* is not a .safetensors file"):
             Illust2Vec.load(evil)
 
 

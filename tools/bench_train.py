@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from twingan.config import load_config
+from twingan.models import family
 from twingan.training import Trainer
 
 
@@ -37,7 +38,7 @@ def measure(preset: str, resolution: int, steps: int, warmup: int, device: str,
         common = [f"model.resolution={resolution}", f"data.domain_a={tmp}/a", f"data.domain_b={tmp}/b",
                   f"runtime.device={device}", *overrides]
         cfg = load_config(preset, common)
-        if cfg.model.name == "twingan":
+        if family(cfg.model.name).grows:
             cfg = load_config(preset, [f"train.start_resolution={resolution}", *common])
         trainer = Trainer(cfg, Path(tmp) / "run", progress=False)
         phase = trainer.phases[-1]

@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 from twingan.config import load_config
+from twingan.models import family
 from twingan.training import Trainer
 from twingan.translate_files import plan_jobs, translate_files
 from twingan.translator import Translator
@@ -40,7 +41,7 @@ def make_checkpoint(preset: str, tmp: Path, device: str) -> Path:
     overrides = [f"data.domain_a={tmp}/a", f"data.domain_b={tmp}/b", "train.max_images=1",
                  "runtime.num_workers=0", f"runtime.device={device}", "data.verify=header"]
     cfg = load_config(preset, overrides)
-    if cfg.model.name == "twingan":  # train straight at the final size, not through the 4 px phases
+    if family(cfg.model.name).grows:  # train straight at the final size, not through the 4 px phases
         cfg = load_config(preset, [*overrides, f"train.start_resolution={cfg.model.resolution}"])
     return Trainer(cfg, tmp / "run", progress=False).run().checkpoint
 

@@ -21,7 +21,8 @@ from torchvision.utils import make_grid
 
 from twingan.atomic import atomic_path
 from twingan.data.images import load_image
-from twingan.translator import Translator, to_picture
+from twingan.data.pictures import to_picture
+from twingan.translator import Translator
 
 
 def character_sheet(translator: Translator, photos: list[Path], references: list[Path]) -> tuple[torch.Tensor, float]:

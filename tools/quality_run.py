@@ -82,7 +82,8 @@ def evaluate(work: Path, data: dict[str, Path], runs: dict[str, Path], inception
 
 
 def table(reports: dict[str, dict]) -> str:
-    from twingan.evaluate import DIRECTION_NAMES, markdown
+    from twingan.domains import DIRECTION_NAMES
+    from twingan.evaluation import markdown
 
     parts = []
     for direction, title in DIRECTION_NAMES.items():

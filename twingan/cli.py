@@ -1,7 +1,8 @@
 """The `twingan` command: one click group, one subcommand per capability that exists.
 
-User mistakes (`UserError`) and the machine's refusals (`OSError`: a full disk, a read-only
-folder) become one line on stderr and exit status 1; click's own usage errors keep exit status 2.
+User mistakes (`UserError`, and illust2vec's own `Illust2VecError`) and the machine's refusals
+(`OSError`: a full disk, a read-only folder) become one line on stderr and exit status 1; click's
+own usage errors keep exit status 2.
 Anything else is a bug and keeps its traceback. No torch.load of the process may unpickle code
 (see twingan.weights), whichever library makes the call.
 """
@@ -19,6 +20,7 @@ import click
 import yaml
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from illust2vec.errors import Illust2VecError
 from twingan import __version__
 from twingan.checkpoint import latest_checkpoint
 from twingan.config import MODELS, config_to_dict, load_config, load_config_with_sources, resolve_preset
@@ -27,8 +29,8 @@ from twingan.weights import refuse_code_loading
 
 
 class _Group(click.Group):
-    """Turns UserError into one line, and imports a command's module only when it is used, so that
-    `twingan translate` does not pay for scikit-image or ONNX start-up it does not need."""
+    """Turns UserError and Illust2VecError into one line, and imports a command's module only when it
+    is used, so that `twingan translate` does not pay for scikit-image or ONNX start-up it does not need."""
 
     lazy = {"prepare": "twingan.prepare:prepare_command",
             "translate": "twingan.translate_files:translate_command",
@@ -58,7 +60,7 @@ class _Group(click.Group):
         try:
             with logging_redirect_tqdm():
                 return super().invoke(ctx)
-        except UserError as exc:
+        except (UserError, Illust2VecError) as exc:
             raise click.ClickException(str(exc)) from None
         except OSError as exc:
             raise click.ClickException(describe_os_error(exc)) from None

@@ -1,4 +1,4 @@
-"""Pictures -> shared-latent vectors: Twin-GAN's EMA encoder, each domain with its own norm set.
+"""Pictures -> shared-latent vectors: the encoder of a checkpoint whose family has one (Twin-GAN).
 
 Photos and anime pictures meet in one latent space (the encoder's 4x4xC output), which is what
 makes "which anime characters look like me?" answerable by a nearest-neighbour search.
@@ -16,11 +16,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from twingan.data.images import BadImage, load_image
+from twingan.domains import DOMAIN_BY_LETTER
 from twingan.errors import UserError
-from twingan.networks import DOMAIN_A, DOMAIN_B
 from twingan.translator import Translator
-
-DOMAINS = {"a": DOMAIN_A, "b": DOMAIN_B}
 
 
 def file_sha256(path: Path) -> str:
@@ -42,12 +40,13 @@ class Embedded:
 
 
 class Embedder:
-    """The encoder half of a Twin-GAN checkpoint."""
+    """The encoder half of a checkpoint whose family has a shared latent space."""
 
     def __init__(self, translator: Translator) -> None:
-        if translator.model != "twingan":
+        missing = translator.inference.no_shared_latent
+        if missing is not None:
             raise UserError(f"checkpoint {translator.source} is a {translator.model} model; the shared-latent "
-                            "search needs Twin-GAN (CycleGAN's two generators share no latent space)")
+                            f"search needs Twin-GAN ({missing})")
         self.translator = translator
         self.resolution = translator.resolution
 
@@ -58,8 +57,9 @@ class Embedder:
     @torch.no_grad()
     def embed(self, batch: torch.Tensor, domain: str) -> np.ndarray:
         """NCHW in [-1, 1] at the model's size -> (N, 4*4*C) float32."""
-        latent, _ = self.translator.net.encoder(batch.to(self.translator.device), DOMAINS[domain], self.resolution)
-        return latent.flatten(1).float().cpu().numpy()
+        latent = self.translator.inference.encode(batch.to(self.translator.device), DOMAIN_BY_LETTER[domain],
+                                                  self.resolution)
+        return latent.float().cpu().numpy()
 
     def embed_picture(self, picture: Image.Image, domain: str) -> np.ndarray:
         return self.embed(self.translator.prepare(picture)[None], domain)

@@ -17,8 +17,9 @@ from torch import Tensor, nn
 
 from twingan.atomic import atomic_path
 from twingan.errors import UserError
+from twingan.domains import DIRECTIONS
 from twingan.options import SIZE, writable
-from twingan.translator import DIRECTIONS, Translator
+from twingan.translator import Translator
 
 TOLERANCE = 1e-4
 """Largest absolute difference (on [0, 1] pictures) accepted between ONNX Runtime and PyTorch."""

@@ -42,6 +42,7 @@ import faiss
 import numpy as np
 
 from twingan.atomic import atomic_path
+from twingan.domains import DOMAIN_LETTERS
 from twingan.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,6 @@ IVF_PROBE_SHARE = 64
 """An IVF index searches 1/64 of its lists (at least 32): recall@10 0.99 at 1M vectors."""
 TRAIN_PER_LIST = 64
 """k-means for an IVF index sees at most 64 vectors a list (FAISS warns below 39)."""
-DOMAIN_NAMES = ("a", "b")
 
 
 @dataclass(frozen=True)
@@ -128,13 +128,13 @@ def writing(path: str | Path, create: bool = False) -> Iterator[None]:
 
 
 class Index:
-    """An opened index folder."""
+    """An opened index folder: a store of vectors already encoded. Encoding needs a network, which
+    is the business of the commands that fill and query it (twingan/neighbors.py) and of the server."""
 
     def __init__(self, path: Path, settings: IndexSettings, factories: dict[str, str],
                  indexes: dict[str, faiss.Index], arrays: dict[str, np.ndarray], db: sqlite3.Connection) -> None:
         self.path, self.settings, self.factories = path, settings, factories
         self.indexes, self.arrays, self.db = indexes, arrays, db
-        self._embedder = None
 
     # ----------------------------------------------------------------- vectors
     @property
@@ -170,7 +170,7 @@ class Index:
         if not present:
             raise UserError("no picture could be encoded, so there is nothing to index")
         overall = np.concatenate(list(present.values())).mean(0)
-        arrays = {f"center_{d}": present[d].mean(0) if d in present else overall for d in DOMAIN_NAMES}
+        arrays = {f"center_{d}": present[d].mean(0) if d in present else overall for d in DOMAIN_LETTERS}
         both = np.concatenate([v - arrays[f"center_{d}"] for d, v in present.items()])
         if settings.pca_dim:
             if settings.pca_dim > min(both.shape):
@@ -189,11 +189,11 @@ class Index:
                                    sha256 TEXT NOT NULL);
             CREATE INDEX pictures_by_file ON pictures (domain, path, sha256);
         """)
-        factories = {d: factory or default_factory(len(vectors.get(d, ()))) for d in DOMAIN_NAMES}
+        factories = {d: factory or default_factory(len(vectors.get(d, ()))) for d in DOMAIN_LETTERS}
         metric = faiss.METRIC_INNER_PRODUCT if settings.normalize else faiss.METRIC_L2
         dim = settings.pca_dim or settings.latent_dim
         try:
-            indexes = {d: faiss.index_factory(dim, f"IDMap2,{factories[d]}", metric) for d in DOMAIN_NAMES}
+            indexes = {d: faiss.index_factory(dim, f"IDMap2,{factories[d]}", metric) for d in DOMAIN_LETTERS}
         except RuntimeError as exc:
             raise UserError(f"FAISS factory string {factory!r} is not valid: {faiss_reason(exc)}") from None
         for built in indexes.values():
@@ -240,7 +240,7 @@ class Index:
         """Write atomically (see the module docstring): vectors under new names, then the metadata."""
         self.path.mkdir(parents=True, exist_ok=True)
         generation = uuid.uuid4().hex[:12]
-        files = {d: f"{d}-{generation}.faiss" for d in DOMAIN_NAMES}
+        files = {d: f"{d}-{generation}.faiss" for d in DOMAIN_LETTERS}
         try:
             for d, name in files.items():
                 with atomic_path(self.path / name) as tmp:
@@ -316,33 +316,6 @@ class Index:
             except RuntimeError:
                 continue
         return moved
-
-    def embedder(self, checkpoint: str | Path | None = None, device: str = "auto"):
-        """The encoder that made this index's vectors (its recorded checkpoint, or `checkpoint` if the
-        file moved); a different checkpoint is refused, since its vectors would not be comparable."""
-        from twingan.checkpoint import find_checkpoint
-        from twingan.embedding import Embedder, file_sha256
-        from twingan.translator import Translator
-
-        if self._embedder is not None and checkpoint is None:
-            return self._embedder
-        recorded = self.settings.checkpoint
-        if checkpoint is None and not Path(recorded).exists():
-            raise UserError(f"index {self.path} was built with checkpoint {recorded}, which is not there any more: "
-                            "give its new place with --checkpoint")
-        path = find_checkpoint(checkpoint or recorded)
-        if file_sha256(path) != self.settings.checkpoint_sha256:
-            raise UserError(f"checkpoint {path} is not the one index {self.path} was built with ({recorded}, "
-                            f"SHA-256 {self.settings.checkpoint_sha256[:12]}...): its vectors would not be "
-                            "comparable; use that checkpoint or build a new index")
-        self._embedder = Embedder(Translator.from_checkpoint(path, device))
-        return self._embedder
-
-    def search(self, image, k: int = 8, domain: str = "both", query_domain: str = "a") -> list[Hit]:
-        """The k nearest pictures of `domain` (a, b or both: k of each) to a PIL picture of `query_domain`."""
-        vector = self.transform(self.embedder().embed_picture(image, query_domain), query_domain)
-        domains = DOMAIN_NAMES if domain == "both" else (domain,)
-        return [hit for d in domains for hit in self.search_vectors(vector, k, d)[0]]
 
     def search_vectors(self, vectors: np.ndarray, k: int, domain: str) -> list[list[Hit]]:
         """Top k of one domain for each (already transformed) query vector."""

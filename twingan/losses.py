@@ -1,7 +1,8 @@
 """GAN objectives and gradient penalties, as small functions of logits and a critic.
 
 Kept free of any model so that the same functions serve Twin-GAN's four adversarial terms
-(translation and reconstruction, both domains) and can be unit-tested on toy critics.
+(translation and reconstruction, both domains) and CycleGAN's (whose vanilla and wgangp losses
+are the nonsaturating and wgan kinds here), and can be unit-tested on toy critics.
 """
 
 from __future__ import annotations
@@ -22,18 +23,30 @@ def generator_loss(fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
         return -fake_logits.mean()
     if kind == "lsgan":
         return (fake_logits - 1).square().mean()
+    if kind == "wgan":
+        return -fake_logits.mean()
+    raise ValueError(f"unknown GAN loss {kind!r}")
+
+
+def discriminator_terms(real_logits: torch.Tensor, fake_logits: torch.Tensor,
+                        kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The discriminator's two halves, real pictures up and generated ones down, unweighted:
+    recipes weigh them their own way (CycleGAN's reference halves their sum for every kind)."""
+    if kind == "nonsaturating":
+        return F.softplus(-real_logits).mean(), F.softplus(fake_logits).mean()
+    if kind == "hinge":
+        return F.relu(1 - real_logits).mean(), F.relu(1 + fake_logits).mean()
+    if kind == "lsgan":
+        return (real_logits - 1).square().mean(), fake_logits.square().mean()
+    if kind == "wgan":
+        return -real_logits.mean(), fake_logits.mean()
     raise ValueError(f"unknown GAN loss {kind!r}")
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
-    """What the discriminator minimises: real pictures up, generated ones down."""
-    if kind == "nonsaturating":
-        return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
-    if kind == "hinge":
-        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
-    if kind == "lsgan":
-        return 0.5 * ((real_logits - 1).square().mean() + fake_logits.square().mean())
-    raise ValueError(f"unknown GAN loss {kind!r}")
+    """What the discriminator minimises; least squares halves the sum, as LSGAN's paper does."""
+    real, fake = discriminator_terms(real_logits, fake_logits, kind)
+    return 0.5 * (real + fake) if kind == "lsgan" else real + fake
 
 
 def _input_gradient(critic: Critic, points: torch.Tensor, per_picture: str = "mean") -> torch.Tensor:

@@ -1,7 +1,8 @@
 """`twingan index build|add` and `twingan neighbors`: the closest faces of both domains to a picture.
 
-The contact sheet shows the query, then one row per searched domain with the top k and their
-distances; the table and --json say the same in text.
+The pictures (and queries) are encoded here, by the index's own checkpoint; the index only stores
+and searches vectors (twingan/index.py). The contact sheet shows the query, then one row per
+searched domain with the top k and their distances; the table and --json say the same in text.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from twingan.atomic import atomic_path
+from twingan.checkpoint import find_checkpoint
 from twingan.data.images import BadImage, describe_skipped, find_images, load_image
+from twingan.domains import DOMAIN_LETTERS
+from twingan.embedding import Embedder, file_sha256
 from twingan.errors import UserError
-from twingan.index import DOMAIN_NAMES, Hit, Index, IndexSettings, describe, writing
+from twingan.index import Hit, Index, IndexSettings, describe, writing
 from twingan.options import writable
+from twingan.translator import Translator
 
 THUMB = 96
 DOMAIN_LABELS = {"a": "photos", "b": "anime"}
@@ -34,9 +39,24 @@ def _pictures(folder: Path | None, option: str) -> list[Path]:
     return found
 
 
-def _embed_into(index: Index, folders: dict[str, list[Path]], batch_size: int, progress: bool) -> list[str]:
+def index_embedder(index: Index, checkpoint: str | Path | None = None, device: str = "auto") -> Embedder:
+    """The encoder that made the index's vectors (its recorded checkpoint, or `checkpoint` if the
+    file moved); a different checkpoint is refused, since its vectors would not be comparable."""
+    recorded = index.settings.checkpoint
+    if checkpoint is None and not Path(recorded).exists():
+        raise UserError(f"index {index.path} was built with checkpoint {recorded}, which is not there any more: "
+                        "give its new place with --checkpoint")
+    path = find_checkpoint(checkpoint or recorded)
+    if file_sha256(path) != index.settings.checkpoint_sha256:
+        raise UserError(f"checkpoint {path} is not the one index {index.path} was built with ({recorded}, "
+                        f"SHA-256 {index.settings.checkpoint_sha256[:12]}...): its vectors would not be "
+                        "comparable; use that checkpoint or build a new index")
+    return Embedder(Translator.from_checkpoint(path, device))
+
+
+def _embed_into(index: Index, embedder: Embedder, folders: dict[str, list[Path]], batch_size: int,
+                progress: bool) -> list[str]:
     """Embed and add the pictures not yet in the index; returns the failures."""
-    embedder = index.embedder()
     failed = []
     for domain, paths in folders.items():
         embedded = embedder.embed_files(paths, domain, batch_size, progress)
@@ -78,10 +98,6 @@ def index_command() -> None:
 def build_command(checkpoint: Path, folder_a: Path | None, folder_b: Path | None, out: Path, pca: int | None,
                   no_normalize: bool, factory: str | None, device: str, batch_size: int, no_progress: bool) -> None:
     """Encode every picture of --a and --b and write a new index to OUT (replacing one there)."""
-    from twingan.checkpoint import find_checkpoint
-    from twingan.embedding import Embedder, file_sha256
-    from twingan.translator import Translator
-
     folders = {d: p for d, p in (("a", _pictures(folder_a, "--a")), ("b", _pictures(folder_b, "--b"))) if p}
     if not folders:
         raise UserError("give --a and/or --b: the folders of pictures to index")
@@ -119,8 +135,8 @@ def add_command(index_path: Path, folder_a: Path | None, folder_b: Path | None, 
         raise UserError("give --a and/or --b: the folders of pictures to add")
     with writing(index_path):
         index = Index.open(index_path)
-        index.embedder(checkpoint, device)
-        failed = _embed_into(index, folders, batch_size, not no_progress)
+        embedder = index_embedder(index, checkpoint, device)
+        failed = _embed_into(index, embedder, folders, batch_size, not no_progress)
         index.save()
     _report(index, failed)
 
@@ -151,7 +167,7 @@ def contact_sheet(query: Image.Image, hits: list[Hit], domains: tuple[str, ...],
 @click.option("-k", type=click.IntRange(min=1, max=1000), default=8, show_default=True, help="Neighbours per domain.")
 @click.option("--domain", type=click.Choice(["a", "b", "both"]), default="both", show_default=True,
               help="Search photos (a), anime pictures (b) or both.")
-@click.option("--query-domain", type=click.Choice(list(DOMAIN_NAMES)), default="a", show_default=True,
+@click.option("--query-domain", type=click.Choice(list(DOMAIN_LETTERS)), default="a", show_default=True,
               help="Whether the queries are photos (a) or anime pictures (b).")
 @click.option("-o", "--out", type=click.Path(path_type=Path), callback=writable("contact sheet"),
               help="Contact sheet (.png/.jpg); with several queries, one per query named OUT-<query>.png.")
@@ -171,10 +187,10 @@ def neighbors_command(queries: tuple[Path, ...], index_path: Path, k: int, domai
         except BadImage as exc:
             raise UserError(f"query {exc}") from None
     index = Index.open(index_path)
-    embedder = index.embedder(checkpoint, device)
+    embedder = index_embedder(index, checkpoint, device)
     if embedder.translator.device.type == "cuda":
         index.use_gpu()
-    domains = DOMAIN_NAMES if domain == "both" else (domain,)
+    domains = DOMAIN_LETTERS if domain == "both" else (domain,)
     vectors = index.transform(np.concatenate([embedder.embed_picture(p, query_domain) for p in pictures]),
                               query_domain)
     per_domain = {d: index.search_vectors(vectors, k, d) for d in domains}

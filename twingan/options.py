@@ -12,11 +12,9 @@ from pathlib import Path
 import click
 
 from twingan.atomic import check_writable
+from twingan.data.pictures import MAX_SIZE
 from twingan.metrics import check_weights
 
-MAX_SIZE = 2048
-"""The largest picture side a model is run at or a crop is made at: a CycleGAN ResNet generator
-at 2048 px holds about 1 GB per activation; --size 100000 ran into the kernel's OOM killer."""
 SIZE = click.IntRange(4, MAX_SIZE)
 """--size of translate and export; the model then says which sizes in this range it can take."""
 

@@ -19,6 +19,12 @@ class Phase:
     start: int
     length: int
 
+    @classmethod
+    def fixed(cls, resolution: int, images: int) -> Phase:
+        """A whole run at one size, never fading: the single phase of a model that does not grow
+        (CycleGAN), so the loop needs no second notion of "where training is"."""
+        return cls(resolution, False, 0, images)
+
     @property
     def end(self) -> int:
         return self.start + self.length

@@ -2,11 +2,10 @@
 
 The loop owns what does not depend on the model: data streams, the progress bar, logging,
 sample grids, checkpoints (atomic, keep-N, exact resume), the non-finite guard with rollback,
-signals and several processes. What a step does is the recipe's (twingan_recipe.py,
-cyclegan_recipe.py): it builds its networks and optimisers from the config and offers
-`phases`, `batch_size(phase)`, `learning_rate(images)`, `step(reals, phase, images)`,
-`progress_note(phase, images, losses)`, `sample_rows(inputs, phase, images)`, `sync_buffers()`
-and `state_dict()`/`load_state_dict()`.
+signals and several processes. What a step does is the recipe's, looked up in the model
+registry (twingan.models): it builds its networks and optimisers from the config and offers
+what `twingan.models.protocols.Recipe` lists. What the run writes for people to read (logs,
+sample grids, TensorBoard) is run_log.RunLog's.
 Schedules are pure functions of images seen, so a checkpoint only has to remember counts,
 weights, optimizer moments and RNG states to continue exactly.
 """
@@ -16,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import logging
 import math
 import os
@@ -30,30 +28,28 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.tensorboard import SummaryWriter
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
 from tqdm import tqdm
 
 from twingan import distributed
-from twingan.atomic import atomic_path, check_writable, write_text
+from twingan.atomic import check_writable
 from twingan.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from twingan.config import RunConfig, config_to_dict, save_config
-from twingan.cyclegan_recipe import CycleGANRecipe
 from twingan.data.dataset import DomainDataset, scan_domain
 from twingan.data.images import BadImage, load_image
 from twingan.data.loader import LoaderSettings, make_loader
 from twingan.data.transforms import DeviceAugment, loader_transform, to_model_range
+from twingan.domains import DOMAINS
 from twingan.errors import UserError
 from twingan.metrics import WEIGHTS_ENV, check_weights
+from twingan.models import family
+from twingan.models.protocols import TrainingData
+from twingan.run_log import RunLog
 from twingan.schedule import Phase, phase_at
 from twingan.stepping import StepContext
-from twingan.twingan_recipe import TwinGANRecipe
 
 log = logging.getLogger(__name__)
-DOMAINS = (0, 1)
 SAMPLES_PER_DOMAIN = 8
-RECIPES = {"twingan": TwinGANRecipe, "cyclegan": CycleGANRecipe}
-LOGS = ("metrics.jsonl", "eval.jsonl")
 
 
 class TrainingDiverged(UserError):
@@ -75,6 +71,21 @@ class _Counters:
     images_seen: int = 0
     samples_drawn: list[int] = field(default_factory=lambda: [0, 0])
     skipped_steps: int = 0
+
+
+class _Every:
+    """An "every N images" event (log, sample, checkpoint, evaluation): due once the run has seen
+    the next multiple of N; `every=None` never comes due."""
+
+    def __init__(self, every: int | None, images_seen: int) -> None:
+        self.every = every
+        self.next = _next_multiple(images_seen, every) if every else math.inf
+
+    def due(self, images_seen: int) -> bool:
+        return images_seen >= self.next
+
+    def done(self, images_seen: int) -> None:
+        self.next = _next_multiple(images_seen, self.every)
 
 
 class Trainer:
@@ -102,8 +113,8 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         self.memory_format = torch.channels_last if cfg.runtime.channels_last else torch.preserve_format
         ctx = StepContext(self.device, self.dist, cfg.runtime.precision, self.memory_format)
-        channels = 1 if cfg.data.grayscale else 3
-        self.recipe = RECIPES[cfg.model.name](cfg, ctx, channels, [len(s.paths) for s in self.scans])
+        data = TrainingData(1 if cfg.data.grayscale else 3, (len(self.scans[0].paths), len(self.scans[1].paths)))
+        self.recipe = family(cfg.model.name).recipe(cfg, ctx, data)
         self.phases = self.recipe.phases
         self.total_images = min(self.phases[-1].end, cfg.train.max_images or math.inf)
         self.augment = DeviceAugment(cfg.data).to(self.device)
@@ -157,11 +168,12 @@ class Trainer:
         """The held-out pictures, decoded once for every evaluation of the run."""
         return [[load_image(p, grayscale=self.cfg.data.grayscale) for p in paths] for paths in self.held_out]
 
-    def _evaluate(self, writer: SummaryWriter, phase: Phase) -> None:
+    def _evaluate(self, run_log: RunLog, phase: Phase) -> None:
         """`twingan eval`'s metrics for the EMA networks on the held-out pictures, at the phase's size."""
-        from twingan.evaluate import evaluate
+        from twingan.data.pictures import resize_for_model, to_tensor
+        from twingan.evaluation import evaluate
         from twingan.metrics import InceptionFeatures
-        from twingan.translator import Translator, resize_for_model, to_tensor
+        from twingan.translator import Translator
 
         size = phase.resolution
         if size < 8:
@@ -171,15 +183,7 @@ class Trainer:
         translator = Translator(self.cfg, self.state_dict(), self.device, "the run being trained")
         inception = InceptionFeatures(None, self.device) if os.environ.get(WEIGHTS_ENV) else None
         results = evaluate(sets, translator, inception, progress=False)
-        step = self.counters.images_seen
-        for direction, values in results.items():
-            for key, value in values.items():
-                if isinstance(value, float):
-                    writer.add_scalar(f"eval_{direction}/{key}", value, step)
-        minutes = (time.monotonic() - self._started) / 60
-        with (self.run_dir / "eval.jsonl").open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"images_seen": step, "resolution": size, "minutes": round(minutes, 3),
-                                     **results}) + "\n")
+        run_log.evaluation(self.counters.images_seen, size, (time.monotonic() - self._started) / 60, results)
 
     def _sample_inputs(self) -> list[Tensor]:
         """A fixed set of pictures per domain, at full resolution, for every sample grid."""
@@ -258,8 +262,7 @@ class Trainer:
             raise UserError(f"run folder {self.run_dir} holds no checkpoint to resume from")
         self.load_state_dict(load_checkpoint(path), path)
         if self.dist.is_main:
-            for name in LOGS:
-                _drop_rows_after(self.run_dir / name, self.counters.images_seen)
+            RunLog.forget_after(self.run_dir, self.counters.images_seen)
         log.info("resumed from %s at %s images", path, f"{self.counters.images_seen:,}")
         return path
 
@@ -298,12 +301,8 @@ class Trainer:
         grid = make_grid(torch.cat(rows), nrow=inputs[0].shape[0], padding=2, pad_value=1.0)
         return grid.add(1).div(2).clamp(0, 1).cpu()
 
-    def _write_samples(self, inputs: list[Tensor], phase: Phase, writer: SummaryWriter) -> None:
-        grid = self.sample_grid(inputs, phase)
-        target = self.run_dir / "samples" / f"grid-{self.counters.images_seen:012d}.png"
-        with atomic_path(target) as tmp:
-            save_image(grid, tmp, format="png")
-        writer.add_image("samples/real_translated_reconstructed", grid, self.counters.images_seen)
+    def _write_samples(self, inputs: list[Tensor], phase: Phase, run_log: RunLog) -> None:
+        run_log.samples(self.sample_grid(inputs, phase), self.counters.images_seen)
 
     # ----------------------------------------------------------------- the loop
     def _on_signal(self, signum: int, frame) -> None:
@@ -329,18 +328,14 @@ class Trainer:
         if self.dist.is_main:
             save_config(cfg, self.run_dir / "config.yaml")
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        writer = SummaryWriter(self.run_dir / "tensorboard") if self.dist.is_main else None
         sample_inputs = self._sample_inputs() if self.dist.is_main else []
         bar = tqdm(total=int(self.total_images), initial=c.images_seen, unit="img", unit_scale=True,
                    disable=not self._show, dynamic_ncols=True)
-        self._started = started = time.monotonic()
-        window_start, window_images = started, 0
-        sums: dict[str, float] = {}
-        steps_in_window, streak, loaders, loader_res, stopped_by, last_ckpt = 0, 0, None, None, None, None
-        sampled_at = None
-        next_log, next_sample, next_ckpt = (_next_multiple(c.images_seen, n) for n in
-                                            (cfg.train.log_every, cfg.train.sample_every, cfg.train.checkpoint_every))
-        next_eval = _next_multiple(c.images_seen, cfg.train.eval_every) if cfg.train.eval_every else math.inf
+        self._started = time.monotonic()
+        run_log = RunLog(self.run_dir) if self.dist.is_main else None
+        logs, samples, checkpoints, evaluations = (_Every(every, c.images_seen) for every in (
+            cfg.train.log_every, cfg.train.sample_every, cfg.train.checkpoint_every, cfg.train.eval_every))
+        streak, loaders, loader_res, stopped_by, last_ckpt = 0, None, None, None, None
         try:
             while c.images_seen < self.total_images:
                 phase = phase_at(self.phases, c.images_seen)
@@ -348,67 +343,72 @@ class Trainer:
                     loaders, loader_res = self._loaders(phase), phase.resolution
                 batch_a, batch_b = self._next_batches(loaders)
                 values = self.step(batch_a, batch_b, phase)
-                batch = batch_a.shape[0]
                 for d in DOMAINS:
-                    c.samples_drawn[d] += batch
+                    c.samples_drawn[d] += batch_a.shape[0]
                 if values is None:
-                    c.skipped_steps += 1
                     streak += 1
-                    log.warning("non-finite loss at %s images: step skipped (%d in a row)",
-                                f"{c.images_seen:,}", streak)
-                    if writer:
-                        writer.add_scalar("train/skipped_steps", c.skipped_steps, c.images_seen)
-                    if streak >= cfg.train.nonfinite_patience:
-                        self._roll_back()
+                    if self._skipped(streak, run_log):
                         streak, loader_res = 0, None
                     continue
                 streak = 0
-                c.images_seen += batch * self.dist.world_size
-                bar.update(batch * self.dist.world_size)
-                window_images += batch * self.dist.world_size
-                steps_in_window += 1
-                for k, v in values.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                alpha = phase.alpha(c.images_seen)
+                images = batch_a.shape[0] * self.dist.world_size
+                c.images_seen += images
+                bar.update(images)
                 bar.set_postfix_str(self.recipe.progress_note(phase, c.images_seen, values), refresh=False)
+                if run_log:
+                    run_log.step(values, images)
 
-                if c.images_seen >= next_log:
-                    rate = window_images / max(time.monotonic() - window_start, 1e-9)
-                    self._log(writer, {k: v / steps_in_window for k, v in sums.items()}, phase, alpha, rate)
-                    sums, steps_in_window, window_images, window_start = {}, 0, 0, time.monotonic()
-                    next_log = _next_multiple(c.images_seen, cfg.train.log_every)
-                if writer and c.images_seen >= next_sample:
-                    self._write_samples(sample_inputs, phase, writer)
-                    sampled_at, next_sample = c.images_seen, _next_multiple(c.images_seen, cfg.train.sample_every)
-                if c.images_seen >= next_eval:
-                    if writer:
-                        self._evaluate(writer, phase)
-                    next_eval = _next_multiple(c.images_seen, cfg.train.eval_every)
-                minutes = (time.monotonic() - started) / 60
-                out_of_time = cfg.train.max_minutes is not None and minutes > cfg.train.max_minutes
-                stop = self._agree_to_stop(out_of_time)
-                if c.images_seen >= next_ckpt or stop:
+                if logs.due(c.images_seen):
+                    if run_log:
+                        run_log.losses(c.images_seen, phase, self.recipe.learning_rate(c.images_seen))
+                    logs.done(c.images_seen)
+                if run_log and samples.due(c.images_seen):
+                    self._write_samples(sample_inputs, phase, run_log)
+                    samples.done(c.images_seen)
+                if evaluations.due(c.images_seen):
+                    if run_log:
+                        self._evaluate(run_log, phase)
+                    evaluations.done(c.images_seen)
+                stop = self._agree_to_stop(self._out_of_time())
+                if checkpoints.due(c.images_seen) or stop:
                     last_ckpt = self.save()
-                    next_ckpt = _next_multiple(c.images_seen, cfg.train.checkpoint_every)
+                    checkpoints.done(c.images_seen)
                 if stop:
                     stopped_by = self._stop_signal or "max_minutes"
-                    if writer and sampled_at != c.images_seen:
-                        self._write_samples(sample_inputs, phase, writer)
+                    if run_log and run_log.sampled_at != c.images_seen:
+                        self._write_samples(sample_inputs, phase, run_log)
                     break
             else:
-                if writer:
-                    self._write_samples(sample_inputs, phase_at(self.phases, c.images_seen - 1), writer)
+                if run_log:
+                    self._write_samples(sample_inputs, phase_at(self.phases, c.images_seen - 1), run_log)
                 last_ckpt = self.save()
         finally:
             bar.close()
-            if writer:
-                writer.close()
+            if run_log:
+                run_log.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         if stopped_by and self.dist.is_main:
             log.info("stopped by %s at %s images; checkpoint %s (continue with --resume %s)",
                      stopped_by, f"{c.images_seen:,}", last_ckpt, self.run_dir)
         return TrainResult(c.images_seen, last_ckpt, stopped_by, c.skipped_steps)
+
+    def _skipped(self, streak: int, run_log: RunLog | None) -> bool:
+        """Count a step skipped for non-finite losses; roll back once `streak` of them came in a
+        row. True when it rolled back (the loaders must then restart where the checkpoint was)."""
+        c = self.counters
+        c.skipped_steps += 1
+        log.warning("non-finite loss at %s images: step skipped (%d in a row)", f"{c.images_seen:,}", streak)
+        if run_log:
+            run_log.skipped(c.skipped_steps, c.images_seen)
+        if streak < self.cfg.train.nonfinite_patience:
+            return False
+        self._roll_back()
+        return True
+
+    def _out_of_time(self) -> bool:
+        limit = self.cfg.train.max_minutes
+        return limit is not None and (time.monotonic() - self._started) / 60 > limit
 
     def _agree_to_stop(self, out_of_time: bool) -> bool:
         """Stop on every process if any process got a signal or ran out of time."""
@@ -417,36 +417,6 @@ class Trainer:
             wanted = distributed.average_scalars({"stop": wanted}, self.dist, self.device)["stop"]
         return wanted > 0
 
-    def _log(self, writer: SummaryWriter | None, means: dict[str, float], phase: Phase, alpha: float,
-             rate: float) -> None:
-        if writer is None:
-            return
-        step = self.counters.images_seen
-        for key, value in means.items():
-            writer.add_scalar(f"loss/{key}", value, step)
-        scalars = {"alpha": alpha, "resolution": phase.resolution, "lr": self.recipe.learning_rate(step),
-                   "images_per_second": rate * 1.0}
-        for key, value in scalars.items():
-            writer.add_scalar(f"train/{key}", value, step)
-        record = {"images_seen": step, "phase": phase.name, **scalars, **means}
-        with (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-
 
 def _next_multiple(value: int, every: int) -> int:
     return (value // every + 1) * every
-
-
-def _drop_rows_after(log_file: Path, images_seen: int) -> None:
-    """Keep the JSON lines logged up to `images_seen`: a resumed run logs the later ones again.
-    A line cut short by a kill is dropped too."""
-    if not log_file.exists():
-        return
-    kept = []
-    for line in log_file.read_text(encoding="utf-8").splitlines():
-        try:
-            if json.loads(line)["images_seen"] <= images_seen:
-                kept.append(line)
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue
-    write_text(log_file, "".join(f"{line}\n" for line in kept))

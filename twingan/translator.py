@@ -5,16 +5,15 @@
     anime = translator.translate(Image.open("me.jpg"))            # PIL in, PIL out
     photo = translator.translate(anime, direction="b2a")
 
-Twin-GAN translates with its EMA encoder and generator (each domain's own norm set); CycleGAN
-with its two generators. Networks run in eval mode (batch norm uses its running statistics and
-dropout is off), so the same picture and checkpoint always give the same output, whatever else
-is in the batch.
+The checkpoint's family (twingan.models) builds its inference networks and says which sizes they
+take; this class adds what every family shares: checkpoint lookup, devices, pictures in and out,
+directions and character codes. Networks run in eval mode (batch norm uses its running
+statistics and dropout is off), so the same picture and checkpoint always give the same output,
+whatever else is in the batch.
 
-This module deliberately avoids torchvision and kornia: importing torchvision pulls in
-torch._dynamo (1.4 s on a 2-core machine), which would double the time a one-picture
-`twingan translate` spends before it starts. Its resizing repeats the evaluation half of
-`loader_transform` with Pillow directly, the same calls torchvision makes for PIL pictures
-(a test checks the two agree pixel for pixel).
+This module deliberately avoids torchvision and kornia, as twingan.data.pictures does: importing
+torchvision pulls in torch._dynamo (1.4 s on a 2-core machine), which would double the time a
+one-picture `twingan translate` spends before it starts.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ import logging
 from pathlib import Path
 from typing import Literal, overload
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -31,43 +29,15 @@ from torch import Tensor, nn
 
 from twingan.checkpoint import find_checkpoint, load_checkpoint
 from twingan.config import RunConfig, config_from_dict
-from twingan.cyclegan_networks import build_generator
 from twingan.data.images import to_rgb
+from twingan.data.pictures import MAX_SIZE, resize_for_model, to_picture, to_tensor
 from twingan.distributed import pick_device
+from twingan.domains import DIRECTIONS, DOMAIN_B
 from twingan.errors import UserError
-from twingan.networks import DOMAIN_A, DOMAIN_B, TwinGAN
-from twingan.options import MAX_SIZE
-from twingan.schedule import build_phases, phase_at
+from twingan.models import family
 
 log = logging.getLogger(__name__)
 Direction = Literal["a2b", "b2a"]
-DIRECTIONS: dict[str, tuple[int, int]] = {"a2b": (DOMAIN_A, DOMAIN_B), "b2a": (DOMAIN_B, DOMAIN_A)}
-
-
-def resize_for_model(image: Image.Image, size: int, mode: str) -> Image.Image:
-    """`loader_transform(train=False)` for one PIL picture: squash to a square, or short side then centre crop."""
-    if mode == "squash":
-        return image.resize((size, size), Image.Resampling.BILINEAR)
-    width, height = image.size
-    short, long = min(width, height), max(width, height)
-    scaled = (size, int(size * long / short)) if width <= height else (int(size * long / short), size)
-    image = image.resize(scaled, Image.Resampling.BILINEAR)
-    left = int(round((image.width - size) / 2.0))
-    top = int(round((image.height - size) / 2.0))
-    return image.crop((left, top, left + size, top + size))
-
-
-def to_tensor(image: Image.Image) -> Tensor:
-    """PIL picture -> CHW float in [-1, 1], the generators' range."""
-    array = np.asarray(image, dtype=np.uint8)
-    array = array[:, :, None] if array.ndim == 2 else array
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
-
-
-def to_picture(x: Tensor) -> Image.Image:
-    """CHW float in [0, 1] -> PIL picture, rounding down as torchvision's to_pil_image does."""
-    array = x.detach().cpu().mul(255).byte().permute(1, 2, 0).numpy()
-    return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
 
 
 class Translator:
@@ -78,22 +48,17 @@ class Translator:
         self.cfg, self.device, self.source = cfg, device, source
         self.channels = int(state.get("image_channels", 3))
         self.model = cfg.model.name
-        self.character = getattr(cfg.model, "character", "none")
         self.illust2vec_weights = illust2vec_weights or getattr(cfg.model, "illust2vec_weights", None)
         self.images_seen = int(state.get("images_seen", 0))
-        self.reached = reached_resolution(cfg, self.images_seen)
         self._tag_code: nn.Module | None = None
         try:
-            if self.model == "twingan":
-                net: nn.Module = TwinGAN(cfg.model, self.channels)
-                net.load_state_dict(state["ema"])
-            else:
-                net = nn.ModuleList(build_generator(cfg.model, self.channels) for _ in (DOMAIN_A, DOMAIN_B))
-                net.load_state_dict(state["gens"])
+            self.inference = family(self.model).inference(cfg, state, self.channels)
         except (KeyError, RuntimeError, ValueError) as exc:
             raise UserError(f"checkpoint {source} does not hold the networks its config describes "
                             f"({str(exc).splitlines()[0][:200]})") from None
-        self.net = net.eval().requires_grad_(False).to(device)
+        self.character = self.inference.character
+        self.reached = self.inference.resolution
+        self.net = self.inference.net.eval().requires_grad_(False).to(device)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto",
@@ -120,18 +85,8 @@ class Translator:
 
     def check_size(self, size: int) -> None:
         """Refuse sizes the networks cannot take, naming the ones they can."""
-        final = self.cfg.model.resolution
-        if self.model == "twingan":
-            low = min(8, self.reached)
-            ok = low <= size <= final and size & (size - 1) == 0
-            trained = f" (it finished training at {self.reached} px)" if self.reached < final else ""
-            allowed = f"a power of two from {low} to {final}{trained}"
-        elif self.cfg.model.generator == "resnet":
-            ok, allowed = 8 <= size <= MAX_SIZE and size % 4 == 0, f"a multiple of 4 from 8 to {MAX_SIZE}"
-        else:
-            step = 2**self.cfg.model.unet_downs
-            ok, allowed = step <= size <= MAX_SIZE and size % step == 0, f"a multiple of {step} up to {MAX_SIZE}"
-        if not ok:
+        allowed = self.inference.size_refusal(size, MAX_SIZE)
+        if allowed is not None:
             raise UserError(f"size {size} does not suit this {self.model} model: use {allowed}")
 
     # ----------------------------------------------------------------- character codes
@@ -146,9 +101,9 @@ class Translator:
         """The (1, code) character code of an anime picture, from the source the model was trained with."""
         self.check_character("a target character")
         if self.character == "learned":
-            return self.net.character(self.prepare(reference)[None].to(self.device))
+            return self.inference.learned_code(self.prepare(reference)[None].to(self.device))
         if self._tag_code is None:
-            from twingan.character import load_tag_code
+            from twingan.models.twingan.character import load_tag_code
 
             self._tag_code = load_tag_code(self.illust2vec_weights, self.cfg.model.character_tags, self.device)
         return self._tag_code(to_tensor(to_rgb(reference))[None].to(self.device))
@@ -190,26 +145,13 @@ class Translator:
 
     def one_way(self, x: Tensor, src: int, dst: int, character: Tensor | None = None) -> Tensor:
         """Domain `src` -> `dst` on NCHW in [-1, 1], without size checks (for export tracing)."""
-        if self.model != "twingan":
-            return self.net[src](x)
-        size = x.shape[-1]
-        condition = None
-        if dst == DOMAIN_B and self.character != "none":
-            code = self.net.character_mean[None] if character is None else character.to(self.device, torch.float32)
-            condition = code.expand(x.shape[0], -1)
-        latent, skips = self.net.encoder(x, src, size)
-        return self.net.generator(latent, skips, dst, size, condition=condition).clamp(-1, 1)
+        return self.inference.one_way(x, src, dst, character)
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor, domain: int) -> Tensor:
-        """Same-domain reconstruction of NCHW in [-1, 1]: Twin-GAN encodes and decodes in one domain
-        (anime with each picture's own character code when the model learned codes); CycleGAN maps
-        a picture through the generator that makes its own domain (its identity mapping)."""
-        x = x.to(self.device, torch.float32)
-        if self.model != "twingan":
-            return self.net[1 - domain](x)
-        own = self.net.character(x) if domain == DOMAIN_B and self.character == "learned" else None
-        return self.one_way(x, domain, domain, own)
+        """Same-domain reconstruction of NCHW in [-1, 1], as the checkpoint's family defines it
+        (Twin-GAN encodes and decodes in one domain; CycleGAN uses its identity mapping)."""
+        return self.inference.reconstruct(x.to(self.device, torch.float32), domain)
 
     # ----------------------------------------------------------------- pictures
     def prepare(self, image: Image.Image, size: int | None = None) -> Tensor:
@@ -252,15 +194,3 @@ class Translator:
                                   align_corners=False)
         out = self.run(batch.float() * 2 - 1, direction, character=character).add(1).div(2).clamp(0, 1)
         return out[0] if image.dim() == 3 else out
-
-
-def reached_resolution(cfg: RunConfig, images_seen: int) -> int:
-    """The resolution a run had finished growing to after `images_seen` images: the current
-    phase's while it is stable, the one before while a new one fades in (Twin-GAN; CycleGAN
-    trains at one size from the start)."""
-    if cfg.model.name != "twingan":
-        return cfg.model.resolution
-    phases = build_phases(cfg.train.start_resolution, cfg.model.resolution, cfg.train.phase_images,
-                          cfg.train.final_phase_images)
-    phase = phase_at(phases, images_seen)
-    return phase.resolution // 2 if phase.fading else phase.resolution

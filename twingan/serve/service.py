@@ -20,11 +20,12 @@ import torch
 from PIL import Image
 
 from twingan.data.images import BadImage, load_image
+from twingan.data.pictures import to_picture
 from twingan.embedding import Embedder
 from twingan.errors import UserError
+from twingan.face_paste import FaceBoxes, face_crops, paste_faces
 from twingan.index import Index
-from twingan.translate_files import FaceBoxes, face_crops, paste_faces
-from twingan.translator import Translator, to_picture
+from twingan.translator import Translator
 
 FaceMode = Literal["auto", "on", "off"]
 FACE_MODE_SIDE = 512

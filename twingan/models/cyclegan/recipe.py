@@ -20,24 +20,18 @@ from torch import Tensor, nn
 
 from twingan import distributed, losses
 from twingan.config import CycleGANConfig
-from twingan.cyclegan_networks import build_discriminator, build_generator
+from twingan.domains import DOMAIN_A as A
+from twingan.domains import DOMAIN_B as B
 from twingan.errors import UserError
-from twingan.image_pool import ImagePool
+from twingan.models.cyclegan.image_pool import ImagePool
+from twingan.models.cyclegan.networks import build_discriminator, build_generator
+from twingan.models.protocols import TrainingData
 from twingan.schedule import Phase
 from twingan.stepping import StepContext, detached_values
 
-A, B = 0, 1
-
-
-def gan_loss(prediction: Tensor, target_is_real: bool, kind: str) -> Tensor:
-    """The reference's GANLoss: MSE to 1/0 (lsgan), BCE with logits (vanilla), -/+ mean (wgangp)."""
-    if kind == "lsgan":
-        return F.mse_loss(prediction, torch.full_like(prediction, float(target_is_real)))
-    if kind == "vanilla":
-        return F.binary_cross_entropy_with_logits(prediction, torch.full_like(prediction, float(target_is_real)))
-    if kind == "wgangp":
-        return -prediction.mean() if target_is_real else prediction.mean()
-    raise ValueError(f"unknown GAN loss {kind!r}")
+GAN_KINDS = {"lsgan": "lsgan", "vanilla": "nonsaturating", "wgangp": "wgan"}
+"""loss.gan, named as the reference names it -> the same objective in twingan.losses (the
+reference's vanilla GANLoss is binary cross-entropy on logits: the non-saturating loss)."""
 
 
 def lr_factor(images_seen: int, epoch_images: int, epochs: int, decay_epochs: int) -> float:
@@ -51,20 +45,25 @@ def lr_factor(images_seen: int, epoch_images: int, epochs: int, decay_epochs: in
 
 
 class CycleGANRecipe:
-    """Everything model-specific the generic training loop asks of CycleGAN."""
+    """Everything model-specific the generic training loop asks of CycleGAN (protocols.Recipe).
 
-    def __init__(self, cfg: CycleGANConfig, ctx: StepContext, image_channels: int, domain_sizes: list[int]) -> None:
+    An epoch is the larger domain's size unless train.epoch_images sets it; the whole run is one
+    phase at the final size.
+    """
+
+    def __init__(self, cfg: CycleGANConfig, ctx: StepContext, data: TrainingData) -> None:
         self.cfg, self.ctx = cfg, ctx
         m, t = cfg.model, cfg.train
         if m.generator == "resnet" and m.resolution % 4:
             raise UserError(f"model.resolution {m.resolution} must be a multiple of 4 for the ResNet generator")
         if t.epochs + t.decay_epochs == 0:
             raise UserError("train.epochs and train.decay_epochs are both 0: nothing to train")
-        self.epoch_images = t.epoch_images or max(domain_sizes)
-        self.phases = [Phase(m.resolution, False, 0, (t.epochs + t.decay_epochs) * self.epoch_images)]
+        self.epoch_images = t.epoch_images or max(data.domain_sizes)
+        self.phases = [Phase.fixed(m.resolution, (t.epochs + t.decay_epochs) * self.epoch_images)]
+        self.gan = GAN_KINDS[cfg.loss.gan]
         try:
-            self.gens = nn.ModuleList(build_generator(m, image_channels) for _ in (A, B)).to(ctx.device)
-            self.discs = nn.ModuleList(build_discriminator(m, image_channels) for _ in (A, B)).to(ctx.device)
+            self.gens = nn.ModuleList(build_generator(m, data.image_channels) for _ in (A, B)).to(ctx.device)
+            self.discs = nn.ModuleList(build_discriminator(m, data.image_channels) for _ in (A, B)).to(ctx.device)
         except ValueError as exc:
             raise UserError(str(exc)) from None
         self.gens.to(memory_format=ctx.memory_format)
@@ -109,8 +108,8 @@ class CycleGANRecipe:
         fake_a = outputs.pop(0)
         idt_a = outputs.pop(0) if identity else None
         rec_a = outputs.pop(0) if w.cycle_a > 0 else None
-        terms = {"gan_ab": gan_loss(self.discs[B](fake_b), True, w.gan),
-                 "gan_ba": gan_loss(self.discs[A](fake_a), True, w.gan)}
+        terms = {"gan_ab": losses.generator_loss(self.discs[B](fake_b), self.gan),
+                 "gan_ba": losses.generator_loss(self.discs[A](fake_a), self.gan)}
         if rec_a is not None:
             terms["cycle_a"] = F.l1_loss(rec_a, real_a)
         if w.cycle_b > 0:
@@ -125,7 +124,8 @@ class CycleGANRecipe:
         terms = {}
         for d, name in ((A, "a"), (B, "b")):
             pred_real, pred_fake = self._calls(self.discs[d], [reals[d], fakes[d]])
-            terms[f"d_{name}"] = 0.5 * (gan_loss(pred_real, True, w.gan) + gan_loss(pred_fake, False, w.gan))
+            real_term, fake_term = losses.discriminator_terms(pred_real, pred_fake, self.gan)
+            terms[f"d_{name}"] = 0.5 * (real_term + fake_term)
             if w.gan == "wgangp" and w.gp_weight > 0:
                 terms[f"d_{name}_penalty"] = losses.wgan_gp_penalty(self.discs[d], reals[d], fakes[d])
         return terms

@@ -17,14 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from twingan.character import CharacterEncoder
 from twingan.config import ModelConfig
-
-DOMAIN_A = 0
-"""Human photos."""
-DOMAIN_B = 1
-"""Anime; the domain that receives the character condition."""
-NUM_DOMAINS = 2
+from twingan.domains import DOMAIN_B, NUM_DOMAINS
+from twingan.models.twingan.character import CharacterEncoder
 
 
 def num_channels(cfg: ModelConfig, hw: int) -> int:
@@ -139,8 +134,8 @@ class DomainNorm2d(nn.Module):
     """Normalisation with one full set of affine parameters (and statistics) per domain: the switch.
 
     `kind` picks what the switch can do (model.norm):
-    - batch: the original's batch norm, one nn.BatchNorm2d per domain (plain children keep
-      SyncBatchNorm conversion and state_dict keys working). Its scale/shift act on batch
+    - batch: the original's batch norm, one nn.BatchNorm2d per domain (plain children, so
+      the state_dict keys stay those of every checkpoint so far). Its scale/shift act on batch
       statistics, so a picture's own contrast and colour survive normalisation and reach the
       other domain's output (Dumoulin et al. switch styles with conditional *instance* norm).
     - instance: instance norm, then the domain's scale and shift (conditional instance norm):
@@ -463,8 +458,9 @@ class TwinGAN(nn.Module):
     With a character source, also the running mean of the training pictures' codes (the code an
     anime output gets when no reference is given) and, for the learned source, its encoder.
 
-    A forward touches one domain's norm set and only the active resolutions' blocks, so under
-    DistributedDataParallel wrap with find_unused_parameters=True.
+    The module has no forward of its own: training and inference call `encoder` and `generator`
+    with the domain and resolution they need (gradients are averaged by twingan.distributed, not
+    by a wrapper that would have to see every call).
     """
 
     def __init__(self, cfg: ModelConfig, image_channels: int = 3) -> None:
@@ -475,20 +471,3 @@ class TwinGAN(nn.Module):
             self.character = CharacterEncoder(cfg.condition_dim, cfg.character_channels, image_channels)
         if cfg.code_dim > 0:
             self.register_buffer("character_mean", torch.zeros(cfg.code_dim))
-
-    def encode(self, x: Tensor, domain: int, resolution: int, alpha: float = 1.0) -> tuple[Tensor, dict[int, Tensor]]:
-        return self.encoder(x, domain, resolution, alpha)
-
-    def forward(self, x: Tensor, src_domain: int, dst_domain: int, resolution: int, alpha: float = 1.0,
-                condition: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Translate x and also return its latent.
-
-        A forward (not only `translate`) because DistributedDataParallel syncs gradients only for
-        calls that go through it; the latent comes back because the semantic loss needs it.
-        """
-        latent, skips = self.encoder(x, src_domain, resolution, alpha)
-        return self.generator(latent, skips, dst_domain, resolution, alpha, condition), latent
-
-    def translate(self, x: Tensor, src_domain: int, dst_domain: int, resolution: int, alpha: float = 1.0,
-                  condition: Tensor | None = None) -> Tensor:
-        return self(x, src_domain, dst_domain, resolution, alpha, condition)[0]

@@ -18,15 +18,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from twingan import distributed, losses
-from twingan.character import code_consistency, contrastive_loss, load_tag_code
 from twingan.config import Config
+from twingan.domains import DOMAIN_A, DOMAIN_B, DOMAINS
 from twingan.errors import UserError
-from twingan.networks import DOMAIN_A, DOMAIN_B, Discriminator, DomainNorm2d, SkipGate, TwinGAN, encoder_channels
-from twingan.patch_nce import PatchNCE, feature_levels
+from twingan.models.protocols import TrainingData
+from twingan.models.twingan.character import code_consistency, contrastive_loss, load_tag_code
+from twingan.models.twingan.networks import Discriminator, DomainNorm2d, SkipGate, TwinGAN, encoder_channels
+from twingan.models.twingan.patch_nce import PatchNCE, feature_levels
 from twingan.schedule import Phase, build_phases
 from twingan.stepping import StepContext, detached_values
-
-DOMAINS = (DOMAIN_A, DOMAIN_B)
 
 
 def fade_reals(x: Tensor, alpha: float) -> Tensor:
@@ -47,13 +47,12 @@ def domain_switch_parameters(net: nn.Module) -> list[nn.Parameter]:
 
 
 class TwinGANRecipe:
-    """Everything model-specific the generic training loop asks of Twin-GAN.
+    """Everything model-specific the generic training loop asks of Twin-GAN (protocols.Recipe).
 
-    `domain_sizes` is part of every recipe's signature; Twin-GAN's schedule counts images, not
-    epochs, so it does not need them.
+    Its schedule counts images, not epochs, so of the data it reads only the channels.
     """
 
-    def __init__(self, cfg: Config, ctx: StepContext, image_channels: int, domain_sizes: list[int]) -> None:
+    def __init__(self, cfg: Config, ctx: StepContext, data: TrainingData) -> None:
         self.cfg, self.ctx = cfg, ctx
         try:
             self.phases = build_phases(cfg.train.start_resolution, cfg.model.resolution, cfg.train.phase_images,
@@ -64,8 +63,8 @@ class TwinGANRecipe:
         if missing:
             raise UserError(f"train.batch_size has no entry for resolution(s) {missing}")
         try:
-            self.net = TwinGAN(cfg.model, image_channels).to(ctx.device, memory_format=ctx.memory_format)
-            self.discs = nn.ModuleList(Discriminator(cfg.model, image_channels) for _ in DOMAINS)
+            self.net = TwinGAN(cfg.model, data.image_channels).to(ctx.device, memory_format=ctx.memory_format)
+            self.discs = nn.ModuleList(Discriminator(cfg.model, data.image_channels) for _ in DOMAINS)
         except ValueError as exc:
             raise UserError(str(exc)) from None
         self.discs.to(ctx.device, memory_format=ctx.memory_format)

@@ -1,0 +1,56 @@
+"""A CycleGAN checkpoint at inference: its two generators, one per target domain.
+
+The one place that knows where CycleGAN keeps its inference weights in a checkpoint ("gens")
+and which sizes its fully convolutional generators take.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from twingan.config import RunConfig
+from twingan.domains import DOMAINS
+from twingan.models.cyclegan.networks import build_generator
+
+STATE_KEY = "gens"
+"""The checkpoint entry holding both generators (A -> B first)."""
+SMALLEST = 8
+"""The smallest output size offered: below it a picture is a few coloured squares."""
+
+
+class CycleGANInference:
+    """CycleGAN's generators, loaded from a checkpoint's state. It trains at one size from the
+    start, so the checkpoint always works at its configured resolution."""
+
+    character = "none"
+    no_shared_latent = "CycleGAN's two generators share no latent space"
+
+    def __init__(self, cfg: RunConfig, state: dict, image_channels: int) -> None:
+        self.cfg = cfg
+        self.net = nn.ModuleList(build_generator(cfg.model, image_channels) for _ in DOMAINS)
+        self.net.load_state_dict(state[STATE_KEY])
+        self.resolution = cfg.model.resolution
+
+    def size_refusal(self, size: int, largest: int) -> str | None:
+        """The ResNet generator halves twice and the U-Net model.unet_downs times; any size they
+        divide works, as the networks are fully convolutional."""
+        m = self.cfg.model
+        if m.generator == "resnet":
+            ok, allowed = SMALLEST <= size <= largest and size % 4 == 0, f"a multiple of 4 from {SMALLEST} to {largest}"
+        else:
+            step = 2**m.unet_downs
+            ok, allowed = step <= size <= largest and size % step == 0, f"a multiple of {step} up to {largest}"
+        return None if ok else allowed
+
+    def one_way(self, x: Tensor, src: int, dst: int, character: Tensor | None = None) -> Tensor:
+        return self.net[src](x)
+
+    def reconstruct(self, x: Tensor, domain: int) -> Tensor:
+        """The generator that makes the picture's own domain (its identity mapping)."""
+        return self.net[1 - domain](x)
+
+    def encode(self, x: Tensor, domain: int, size: int) -> Tensor:
+        raise ValueError(self.no_shared_latent)
+
+    def learned_code(self, x: Tensor) -> Tensor:
+        raise ValueError("CycleGAN learns no character codes")

@@ -1,0 +1,1 @@
+"""Twin-GAN (Li 2018): one shared encoder/generator whose normalisation switches per domain."""

@@ -1,0 +1,76 @@
+"""A Twin-GAN checkpoint at inference: the EMA encoder and generator, each domain with its own norm set.
+
+The one place that knows where Twin-GAN keeps its inference weights in a checkpoint ("ema"),
+which sizes its growing networks take, and how a character code reaches the anime output.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from twingan.config import RunConfig
+from twingan.domains import DOMAIN_B
+from twingan.models.twingan.networks import TwinGAN
+from twingan.schedule import build_phases, phase_at
+
+STATE_KEY = "ema"
+"""The checkpoint entry holding the networks translation uses (the recipe's EMA copy)."""
+SMALLEST = 8
+"""The smallest output size offered: below it a picture is a few coloured squares."""
+
+
+def reached_resolution(cfg: RunConfig, images_seen: int) -> int:
+    """The resolution a run had finished growing to after `images_seen` images: the current
+    phase's while it is stable, the one before while a new one fades in."""
+    phases = build_phases(cfg.train.start_resolution, cfg.model.resolution, cfg.train.phase_images,
+                          cfg.train.final_phase_images)
+    phase = phase_at(phases, images_seen)
+    return phase.resolution // 2 if phase.fading else phase.resolution
+
+
+class TwinGANInference:
+    """Twin-GAN's inference networks, loaded from a checkpoint's state."""
+
+    no_shared_latent = None
+
+    def __init__(self, cfg: RunConfig, state: dict, image_channels: int) -> None:
+        self.cfg = cfg
+        self.net = TwinGAN(cfg.model, image_channels)
+        self.net.load_state_dict(state[STATE_KEY])
+        self.character = cfg.model.character
+        self.resolution = reached_resolution(cfg, int(state.get("images_seen", 0)))
+
+    def size_refusal(self, size: int, largest: int) -> str | None:
+        """Powers of two up to the final resolution: the sizes the networks have blocks for. A run
+        stopped while growing works below its final size too; its upper layers are untrained."""
+        final = self.cfg.model.resolution
+        low = min(SMALLEST, self.resolution)
+        if low <= size <= final and size & (size - 1) == 0:
+            return None
+        trained = f" (it finished training at {self.resolution} px)" if self.resolution < final else ""
+        return f"a power of two from {low} to {final}{trained}"
+
+    def one_way(self, x: Tensor, src: int, dst: int, character: Tensor | None = None) -> Tensor:
+        """Without a `character`, anime output of a model with a character source takes the mean
+        code of its training pictures."""
+        size = x.shape[-1]
+        condition = None
+        if dst == DOMAIN_B and self.character != "none":
+            code = self.net.character_mean[None] if character is None else character.to(x.device, torch.float32)
+            condition = code.expand(x.shape[0], -1)
+        latent, skips = self.net.encoder(x, src, size)
+        return self.net.generator(latent, skips, dst, size, condition=condition).clamp(-1, 1)
+
+    def reconstruct(self, x: Tensor, domain: int) -> Tensor:
+        """Encode and decode in one domain; anime with each picture's own code when the model
+        learned codes."""
+        own = self.net.character(x) if domain == DOMAIN_B and self.character == "learned" else None
+        return self.one_way(x, domain, domain, own)
+
+    def encode(self, x: Tensor, domain: int, size: int) -> Tensor:
+        latent, _ = self.net.encoder(x, domain, size)
+        return latent.flatten(1)
+
+    def learned_code(self, x: Tensor) -> Tensor:
+        return self.net.character(x)
