@@ -16,7 +16,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "commands": ("__main__", "cli", "options", "prepare", "translate_files", "evaluate", "export",
                  "neighbors", "serve.command"),
     "services": ("training", "run_log", "translator", "evaluation", "face_rate", "face_paste",
-                 "embedding", "index", "config_reference", "serve"),
+                 "embedding", "index", "config_reference", "face_track", "video", "serve"),
     "models and data": ("models", "data", "losses", "schedule", "stepping"),
     "primitives": ("__init__", "errors", "atomic", "config", "checkpoint", "weights", "metrics",
                    "faces", "domains", "distributed"),

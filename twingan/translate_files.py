@@ -1,4 +1,4 @@
-"""`twingan translate`: pictures on disk (files, folders, globs) through a Translator to files.
+"""`twingan translate`: pictures and videos on disk (files, folders, globs) through a Translator to files.
 
 Inputs are gathered and the output checked for writability before any model work, so a typo
 fails in a second, not after a folder's worth of translation. Unreadable inputs are reported
@@ -27,6 +27,7 @@ from twingan.errors import UserError
 from twingan.face_paste import translate_faces
 from twingan.options import SIZE
 from twingan.translator import Translator
+from twingan.video import VIDEO_EXTENSIONS, Interrupted, VideoError, find_videos, is_video, translate_video
 
 SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}
 
@@ -41,10 +42,12 @@ class Job:
 class TranslateReport:
     written: list[Path] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    videos: int = 0
 
     def summary(self) -> str:
         total = len(self.written) + len(self.failed)
-        text = f"translated {len(self.written)} of {total} picture{'s' if total != 1 else ''}"
+        noun = ("file" if self.videos else "picture") + ("s" if total != 1 else "")
+        text = f"translated {len(self.written)} of {total} {noun}"
         if self.failed:
             shown = "; ".join(self.failed[:5]) + (f"; and {len(self.failed) - 5} more" if len(self.failed) > 5 else "")
             text += f"; {len(self.failed)} skipped: {shown}"
@@ -57,17 +60,18 @@ def gather_inputs(items: list[str]) -> list[tuple[Path, Path]]:
     for item in items:
         path = Path(item)
         if path.is_dir():
-            pictures = find_images(path)
-            if not pictures:
-                raise UserError(f"input folder {path} holds no pictures ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-            found += [(p, p.relative_to(path)) for p in pictures]
+            media = sorted(find_images(path) + find_videos(path))
+            if not media:
+                kinds = ", ".join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))
+                raise UserError(f"input folder {path} holds no pictures or videos ({kinds})")
+            found += [(p, p.relative_to(path)) for p in media]
         elif path.is_file():
             found.append((path, Path(path.name)))
         elif path.exists():
             raise UserError(f"input {item} is not a regular file or a folder (a pipe or a device cannot be translated)")
         else:
             matches = sorted(Path(m) for m in glob.glob(item, recursive=True))
-            matches = [m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_EXTENSIONS]
+            matches = [m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS]
             if not matches:
                 raise UserError(f"input {item} does not exist (no file, folder or glob match)")
             found += [(m, Path(m.name)) for m in matches]
@@ -75,15 +79,22 @@ def gather_inputs(items: list[str]) -> list[tuple[Path, Path]]:
 
 
 def plan_jobs(inputs: list[tuple[Path, Path]], out: Path | None) -> list[Job]:
-    """One output per input; OUT is a file only for a single input with a picture extension."""
-    if len(inputs) == 1 and out is not None and out.suffix.lower() in SAVE_FORMATS and not out.is_dir():
-        return [Job(inputs[0][0], out)]
+    """One output per input; OUT is a file only for a single input with a picture or video extension
+    (a video's output is a video, a picture's a picture)."""
+    if len(inputs) == 1 and out is not None and out.suffix.lower() in set(SAVE_FORMATS) | VIDEO_EXTENSIONS \
+            and not out.is_dir():
+        source = inputs[0][0]
+        if is_video(source) != is_video(out):
+            wanted = "a video (" + ", ".join(sorted(VIDEO_EXTENSIONS)) + ")" if is_video(source) else "a picture"
+            raise UserError(f"output {out} must be {wanted} for the input {source}")
+        return [Job(source, out)]
     folder = out or Path("translated")
     if folder.exists() and not folder.is_dir():
         raise UserError(f"output {folder} is a file; give a folder for {len(inputs)} inputs")
     jobs, used = [], set()
     for source, name in inputs:
-        target = folder / (name if name.suffix.lower() in SAVE_FORMATS else name.with_suffix(".png"))
+        kept = name.suffix.lower() in SAVE_FORMATS or is_video(name)
+        target = folder / (name if kept else name.with_suffix(".png"))
         stem, n = target.with_suffix(""), 1
         while target in used:
             target, n = Path(f"{stem}-{n}{target.suffix}"), n + 1
@@ -197,12 +208,14 @@ def _save(picture: Image.Image, target: Path) -> None:
 @click.option("--tags", help='Character attributes by name, e.g. "green hair, blue eyes" (illust2vec-trained models).')
 @click.option("--illust2vec-weights", type=click.Path(path_type=Path),
               help="The converted illust2vec tag model, if not where the checkpoint's config says.")
+@click.option("--stable/--no-stable", default=True, show_default=True,
+              help="Videos: blend each frame with the last where the input barely changed (less flicker).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def translate_command(inputs: tuple[str, ...], checkpoint: Path, out: Path | None, direction: str, grid: bool,
                       cycle: bool, face: bool, size: int | None, device: str, batch_size: int,
                       references: tuple[Path, ...], tags: str | None, illust2vec_weights: Path | None,
-                      no_progress: bool) -> None:
-    """Translate pictures (files, folders searched recursively, or globs) with a trained model.
+                      stable: bool, no_progress: bool) -> None:
+    """Translate pictures and videos (files, folders searched recursively, or globs) with a trained model.
 
     \b
     Examples:
@@ -210,6 +223,7 @@ def translate_command(inputs: tuple[str, ...], checkpoint: Path, out: Path | Non
       twingan translate photos/ --checkpoint runs/cpu64 -o anime/ --grid
       twingan translate "shots/*.jpg" --checkpoint runs/cpu64/checkpoints/ckpt-000000027000.pt --cycle
       twingan translate group.jpg --checkpoint runs/cpu64 --face -o group-anime.jpg
+      twingan translate clip.mp4 --checkpoint runs/cpu64 --face -o anime.mp4
       twingan translate me.jpg --checkpoint runs/char64 --target-character miku.png --target-character rin.png
     """
     if face and cycle:
@@ -219,6 +233,8 @@ def translate_command(inputs: tuple[str, ...], checkpoint: Path, out: Path | Non
     if (references or tags) and direction == "b2a" and not cycle:
         raise UserError("a character shapes anime output, and --direction b2a makes photos")
     inputs_found = gather_inputs(list(inputs))
+    if (grid or cycle) and any(is_video(source) for source, _ in inputs_found):
+        raise UserError("--grid and --cycle are for pictures; translate videos without them")
     names = [r.stem if [q.stem for q in references].count(r.stem) == 1 else f"{r.stem}-{i + 1}"
              for i, r in enumerate(references)]
     plans = [(reference, plan_jobs(inputs_found, reference_output(out, name, len(references), len(inputs_found))))
@@ -232,13 +248,24 @@ def translate_command(inputs: tuple[str, ...], checkpoint: Path, out: Path | Non
     report = TranslateReport()
     for reference, jobs in plans:
         character = translator.character_code(reference_pictures[reference]) if reference else fixed
+        picture_jobs = [job for job in jobs if not is_video(job.source)]
         if face:
-            part = translate_face_files(translator, jobs, direction, size, grid, not no_progress, character)
+            part = translate_face_files(translator, picture_jobs, direction, size, grid, not no_progress, character)
         else:
-            part = translate_files(translator, jobs, direction, size, batch_size, grid, cycle,
+            part = translate_files(translator, picture_jobs, direction, size, batch_size, grid, cycle,
                                    not no_progress, character)
         report.written += part.written
         report.failed += part.failed
+        for job in (job for job in jobs if is_video(job.source)):
+            report.videos += 1
+            try:
+                translate_video(translator, job.source, job.target, direction, size, face, stable, batch_size,
+                                character, not no_progress)
+                report.written.append(job.target)
+            except Interrupted:
+                raise
+            except VideoError as exc:
+                report.failed.append(str(exc))
     click.echo(report.summary())
     if report.failed:
         sys.exit(1)

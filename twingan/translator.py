@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal, overload
+from typing import TYPE_CHECKING, Literal, overload
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,9 @@ from twingan.distributed import pick_device
 from twingan.domains import DIRECTIONS, DOMAIN_B
 from twingan.errors import UserError
 from twingan.models import family
+
+if TYPE_CHECKING:
+    from twingan.video import VideoReport
 
 log = logging.getLogger(__name__)
 Direction = Literal["a2b", "b2a"]
@@ -194,3 +197,16 @@ class Translator:
                                   align_corners=False)
         out = self.run(batch.float() * 2 - 1, direction, character=character).add(1).div(2).clamp(0, 1)
         return out[0] if image.dim() == 3 else out
+
+    def translate_video(self, path: str | Path, out: str | Path, direction: Direction = "a2b",
+                        size: int | None = None, face: bool = False, stable: bool = True, batch_size: int = 8,
+                        character: Image.Image | Tensor | None = None, progress: bool = True) -> VideoReport:
+        """Translate a video file into `out` (mp4, mov, mkv, webm or avi), keeping its frame rate, size
+        and audio: whole frames, or with `face` each tracked face; `stable` keeps still parts steady.
+        See twingan.video."""
+        from twingan.video import translate_video
+
+        if isinstance(character, Image.Image):
+            character = self.character_code(character)
+        return translate_video(self, Path(path), Path(out), direction, size, face, stable, batch_size,
+                               character, progress)
