@@ -129,8 +129,8 @@ def plot_curves(runs: dict[str, Path], out: Path) -> None:
     plt.close(fig)
 
 
-def side_by_side(runs: dict[str, Path], photos: list[Path], out: Path) -> None:
-    """Rows: the photos, then each model's photo -> anime translation; shown 2x enlarged."""
+def side_by_side(runs: dict[str, Path], photos: list[Path], out: Path, direction: str = "a2b") -> None:
+    """Rows: the pictures, then each model's translation of them (`direction`); shown 2x enlarged."""
     from PIL import Image
     from torchvision.transforms.functional import to_tensor
     from torchvision.utils import make_grid, save_image
@@ -142,7 +142,8 @@ def side_by_side(runs: dict[str, Path], photos: list[Path], out: Path) -> None:
     pictures = [Image.open(p).convert("RGB") for p in photos]
     rows = [[p.resize((size, size), Image.Resampling.BILINEAR) for p in pictures]]
     for translator in translators.values():
-        rows.append([translator.translate(p).resize((size, size), Image.Resampling.NEAREST) for p in pictures])
+        rows.append([translator.translate(p, direction).resize((size, size), Image.Resampling.NEAREST)
+                     for p in pictures])
     tiles = [to_tensor(tile) for row in rows for tile in row]
     save_image(make_grid(tiles, nrow=len(pictures), padding=2, pad_value=1.0), out)
 
