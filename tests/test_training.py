@@ -221,3 +221,24 @@ def test_domain_switch_parameters_get_their_own_learning_rate(tmp_path):
     norms = [m for m in recipe.net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert {id(p) for p in switch["params"]} == {id(p) for m in norms for p in (m.weight, m.bias)}
     assert len(rest["params"]) + len(switch["params"]) == len(list(recipe.net.parameters()))
+
+
+def test_translation_gan_a_weights_the_photo_critic_apart(tmp_path):
+    """With the photo direction's weight at 0 and no other critic term, only the anime critic learns."""
+    overrides = ["loss.translation_gan_a=0", "loss.reconstruction_gan=0", "loss.penalty=none", "train.max_images=4"]
+    trainer = Trainer(load_config(tiny_preset(tmp_path), overrides), tmp_path / "run", progress=False)
+    before = [[p.detach().clone() for p in critic.parameters()] for critic in trainer.recipe.discs]
+    trainer.run()
+    changed = [any(not torch.equal(p, q) for p, q in zip(critic.parameters(), old))
+               for critic, old in zip(trainer.recipe.discs, before)]
+    assert changed == [False, True]
+    logged = metrics(tmp_path / "run")[-1]
+    assert logged["translation_gan"] == pytest.approx(logged["translation_gan_a"] + logged["translation_gan_b"])
+    assert logged["d_translation"] == pytest.approx(logged["d_translation_a"] + logged["d_translation_b"])
+
+
+def test_translation_weights_default_to_the_shared_weight():
+    from twingan.config import LossConfig
+
+    assert twingan_recipe.translation_weights(LossConfig(translation_gan=3.0)) == (3.0, 3.0)
+    assert twingan_recipe.translation_weights(LossConfig(translation_gan=3.0, translation_gan_a=1.0)) == (1.0, 3.0)

@@ -237,6 +237,7 @@ def test_face_mode_on_a_moving_astronaut(tmp_path, translator):
      "damaged"),
     (lambda p: _audio_only(p), "has no video stream"),
     (lambda p: _no_frames(p), "holds no video frames"),
+    (lambda p: _unknown_codec(p), "codec cannot be decoded"),
 ])
 def test_bad_videos_get_one_line(tmp_path, translator, make, message):
     bad = tmp_path / "bad.mp4"
@@ -255,6 +256,14 @@ def _audio_only(path: Path) -> None:
     container.mux(sound.encode(chunk))
     container.mux(sound.encode())
     container.close()
+
+
+def _unknown_codec(path: Path) -> None:
+    """A Matroska clip whose codec id names no codec FFmpeg knows (the H.264 id, renamed in place)."""
+    clip = make_clip(path.with_name("clip.mkv"), frames=4)
+    data = clip.read_bytes()
+    assert data.count(b"V_MPEG4/ISO/AVC") == 1
+    path.write_bytes(data.replace(b"V_MPEG4/ISO/AVC", b"V_UNKNOWN/XY/ZZ"))
 
 
 def _no_frames(path: Path) -> None:

@@ -152,6 +152,10 @@ class LossConfig:
     """Weight of the L1 between each picture and its reconstruction in its own domain."""
     translation_gan: NonNegative = 1.0
     """Weight of the GAN term on translations, for the generator and the discriminators."""
+    translation_gan_a: NonNegative | None = None
+    """Weight of the GAN term on translations into domain a (photos), for the generator and a's
+    critic; none: translation_gan. A strong pull towards anime can spoil anime -> photo through the
+    shared network; this sets the two directions apart."""
     reconstruction_gan: NonNegative = 1.0
     """Weight of the GAN term on reconstructions, for the generator and the discriminators (0: off)."""
     reconstruction_gan_min_resolution: int = 64

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from twingan import distributed, losses
-from twingan.config import Config
+from twingan.config import Config, LossConfig
 from twingan.domains import DOMAIN_A, DOMAIN_B, DOMAINS
 from twingan.errors import UserError
 from twingan.models.protocols import TrainingData
@@ -27,6 +27,18 @@ from twingan.models.twingan.networks import Discriminator, DomainNorm2d, SkipGat
 from twingan.models.twingan.patch_nce import PatchNCE, feature_levels
 from twingan.schedule import Phase, build_phases
 from twingan.stepping import StepContext, detached_values
+
+
+TRANSLATION_GAN = ("translation_gan_a", "translation_gan_b")
+"""The generator's GAN term on translations into each domain, logged and weighted apart."""
+D_TRANSLATION = ("d_translation_a", "d_translation_b")
+"""Each critic's loss on translations into its domain."""
+
+
+def translation_weights(w: LossConfig) -> tuple[float, float]:
+    """Weight of the translation GAN terms into domain a and into domain b."""
+    into_a = w.translation_gan if w.translation_gan_a is None else w.translation_gan_a
+    return into_a, w.translation_gan
 
 
 def fade_reals(x: Tensor, alpha: float) -> Tensor:
@@ -134,8 +146,10 @@ class TwinGANRecipe:
         terms = {
             "reconstruction": sum(F.l1_loss(recon[d], reals[d]) for d in DOMAINS),
             "semantic": sum(F.l1_loss(recodes[d][0], codes[1 - d][0]) for d in DOMAINS),
-            "translation_gan": sum(losses.generator_loss(self.discs[d](trans[d], res, alpha), w.gan) for d in DOMAINS),
         }
+        for d in DOMAINS:
+            terms[TRANSLATION_GAN[d]] = losses.generator_loss(self.discs[d](trans[d], res, alpha), w.gan)
+        terms["translation_gan"] = sum(terms[TRANSLATION_GAN[d]] for d in DOMAINS)
         if target is not None and w.character > 0:
             found = self._character_code(trans[DOMAIN_B], self.net)
             terms["character"] = code_consistency(found, target, self.source)
@@ -163,7 +177,8 @@ class TwinGANRecipe:
             critic = self.discs[d]
             real_logits = critic(reals[d], res, alpha)
             fake_logits = critic(trans[d].detach(), res, alpha)
-            terms["d_translation"] += losses.discriminator_loss(real_logits, fake_logits, w.gan)
+            terms[D_TRANSLATION[d]] = losses.discriminator_loss(real_logits, fake_logits, w.gan)
+            terms["d_translation"] += terms[D_TRANSLATION[d]]
             if self._reconstruction_gan_on(res):
                 terms["d_reconstruction"] += losses.discriminator_loss(
                     real_logits, critic(recon[d].detach(), res, alpha), w.gan)
@@ -176,9 +191,10 @@ class TwinGANRecipe:
         """One generator and one discriminator update on [-1, 1] batches; None when skipped."""
         ctx, w = self.ctx, self.cfg.loss
         res, alpha = phase.resolution, phase.alpha(images_seen)
+        direction_weights = translation_weights(w)
         weights = {"reconstruction": w.reconstruction, "semantic": w.semantic, "cycle": w.cycle,
-                   "translation_gan": w.translation_gan, "reconstruction_gan": w.reconstruction_gan,
-                   "character": w.character, "nce": w.nce}
+                   "reconstruction_gan": w.reconstruction_gan, "character": w.character, "nce": w.nce,
+                   **{TRANSLATION_GAN[d]: direction_weights[d] for d in DOMAINS}}
         reals = [fade_reals(x, alpha) for x in reals]
         c_values: dict[str, float] = {}
         if self.source == "learned" and w.character_contrastive > 0:
@@ -200,11 +216,11 @@ class TwinGANRecipe:
         ctx.update(g_total, self.opt_g, self.generator_side, self.scaler_g)
         self.update_ema(reals[0].shape[0] * ctx.dist.world_size, images_seen)
 
-        d_weights = {"d_translation": w.translation_gan, "d_reconstruction": w.reconstruction_gan,
-                     "d_penalty": w.penalty_weight}
+        d_weights = {"d_reconstruction": w.reconstruction_gan, "d_penalty": w.penalty_weight,
+                     **{D_TRANSLATION[d]: direction_weights[d] for d in DOMAINS}}
         with ctx.autocast():
             d_terms = self._discriminator_terms(reals, trans, recon, res, alpha)
-            d_total = sum(d_weights[k] * v for k, v in d_terms.items())
+            d_total = sum(d_weights[k] * v for k, v in d_terms.items() if k in d_weights)
         d_values = ctx.finite(detached_values(d_terms))
         if d_values is None:
             return None
