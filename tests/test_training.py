@@ -16,7 +16,7 @@ import torch
 from conftest import die_with_parent, run_two_ranks, write_image_folder, write_preset
 
 from twingan.checkpoint import load_checkpoint
-from twingan.config import PRESET_DIR, load_config
+from twingan.config import PRESET_DIR, LossConfig, load_config
 from twingan.errors import UserError
 from twingan.models.twingan import recipe as twingan_recipe
 from twingan.training import Trainer, TrainingDiverged
@@ -238,7 +238,5 @@ def test_translation_gan_a_weights_the_photo_critic_apart(tmp_path):
 
 
 def test_translation_weights_default_to_the_shared_weight():
-    from twingan.config import LossConfig
-
     assert twingan_recipe.translation_weights(LossConfig(translation_gan=3.0)) == (3.0, 3.0)
     assert twingan_recipe.translation_weights(LossConfig(translation_gan=3.0, translation_gan_a=1.0)) == (1.0, 3.0)
