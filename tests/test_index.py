@@ -19,11 +19,11 @@ from twingan import index as index_module
 from twingan.cli import main
 from twingan.config import load_config
 from twingan.domains import DOMAIN_LETTERS
-from twingan.embedding import file_sha256
 from twingan.errors import UserError
 from twingan.index import Index, IndexSettings
 from twingan.neighbors import index_embedder
 from twingan.training import Trainer
+from twingan.weights import file_sha256
 
 
 def settings(dim: int = 16, pca: int | None = None, normalize: bool = True) -> IndexSettings:

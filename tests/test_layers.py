@@ -18,7 +18,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "services": ("training", "run_log", "translator", "evaluation", "face_rate", "face_paste",
                  "embedding", "index", "config_reference", "face_track", "video", "serve"),
     "models and data": ("models", "data", "losses", "schedule", "stepping"),
-    "primitives": ("__init__", "errors", "atomic", "config", "checkpoint", "weights", "metrics",
+    "primitives": ("__init__", "errors", "atomic", "config", "checkpoint", "bundled", "weights", "metrics",
                    "faces", "domains", "distributed"),
 }
 RANK = {layer: rank for rank, layer in enumerate(reversed(LAYERS))}

@@ -130,8 +130,9 @@ def test_eval_of_a_checkpoint_reports_round_trips(tmp_path, model):
     assert "| photo -> anime |" in result.output
 
 
-def test_eval_needs_a_checkpoint_or_identity(tmp_path):
-    result = CliRunner().invoke(main, ["eval", "--a", str(tmp_path), "--b", str(tmp_path)])
+def test_eval_takes_a_checkpoint_or_identity_not_both(tmp_path):
+    result = CliRunner().invoke(main, ["eval", "--a", str(tmp_path), "--b", str(tmp_path), "--identity",
+                                       "-c", str(tmp_path)])
     assert result.exit_code == 1 and "either --checkpoint or --identity" in result.output
 
 

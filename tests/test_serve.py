@@ -342,7 +342,7 @@ def test_serve_refuses_a_busy_port_and_a_foreign_index_before_loading(world, tmp
     free = load_tool("bench_serve").free_port()
     result = CliRunner().invoke(main, ["serve", "-c", str(world["plain"]), "--index", str(world["index"]),
                                        "--port", str(free)])
-    assert result.exit_code == 1 and "built with another checkpoint" in result.output
+    assert result.exit_code == 1 and "is not the one index" in result.output
     result = CliRunner().invoke(main, ["serve", "-c", str(tmp_path / "nothing"), "--port", str(free)])
     assert result.exit_code == 1 and "nothing" in result.output
 

@@ -32,8 +32,8 @@ import numpy as np
 from PIL import Image
 from sklearn.neighbors import NearestNeighbors
 
-from twingan.embedding import file_sha256
 from twingan.index import Index, IndexSettings
+from twingan.weights import file_sha256
 
 QUERIES = 1000
 

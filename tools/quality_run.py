@@ -25,6 +25,10 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from twingan.translator import Translator
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = {"twingan": "twingan_cpu_64", "cyclegan": "cyclegan_cpu_64"}
@@ -130,18 +134,22 @@ def plot_curves(runs: dict[str, Path], out: Path) -> None:
 
 
 def side_by_side(runs: dict[str, Path], photos: list[Path], out: Path, direction: str = "a2b") -> None:
-    """Rows: the pictures, then each model's translation of them (`direction`); shown 2x enlarged."""
+    """Rows: the pictures, then each run's translation of them (`direction`); shown 2x enlarged."""
+    from twingan.translator import Translator
+
+    translation_grid([Translator.from_checkpoint(run, "cpu") for run in runs.values()], photos, out, direction)
+
+
+def translation_grid(translators: list[Translator], photos: list[Path], out: Path, direction: str = "a2b") -> None:
+    """Rows: the pictures, then each Translator's translation of them; shown 2x enlarged."""
     from PIL import Image
     from torchvision.transforms.functional import to_tensor
     from torchvision.utils import make_grid, save_image
 
-    from twingan.translator import Translator
-
-    translators = {model: Translator.from_checkpoint(run, "cpu") for model, run in runs.items()}
-    size = 2 * max(t.resolution for t in translators.values())
+    size = 2 * max(t.resolution for t in translators)
     pictures = [Image.open(p).convert("RGB") for p in photos]
     rows = [[p.resize((size, size), Image.Resampling.BILINEAR) for p in pictures]]
-    for translator in translators.values():
+    for translator in translators:
         rows.append([translator.translate(p, direction).resize((size, size), Image.Resampling.NEAREST)
                      for p in pictures])
     tiles = [to_tensor(tile) for row in rows for tile in row]

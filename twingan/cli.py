@@ -171,6 +171,21 @@ def train_command(preset: str | None, overrides: tuple[str, ...], domain_a: Path
                    f"run folder: {trainer.run_dir}{stopped}")
 
 
+@main.command("models")
+def models_command() -> None:
+    """List the models shipped inside the package: what `translate`, `serve`, `export`, `index build`
+    use without --checkpoint (the first, marked *), and `Translator.pretrained(NAME)` loads."""
+    from twingan.bundled import bundled_models
+
+    models = bundled_models()
+    if not models:
+        raise UserError("this TwinGAN installation ships no bundled model")
+    click.echo(f"  {'name':<18} {'model':<8} {'size':>7} {'px':>4} {'images':>8}  trained on")
+    for m in models:
+        click.echo(f"{'*' if m.default else ' '} {m.name:<18} {m.model:<8} {m.bytes / 2**20:>5.1f}MB {m.resolution:>4} "
+                   f"{m.images_seen:>8,}  {m.trained_on}")
+
+
 QUICK_EXIT_COMMANDS = {"translate", "neighbors"}
 
 

@@ -6,7 +6,6 @@ makes "which anime characters look like me?" answerable by a nearest-neighbour s
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,18 +14,37 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from twingan.bundled import PREFIX, bundled_model
+from twingan.checkpoint import find_checkpoint
 from twingan.data.images import BadImage, load_image
 from twingan.domains import DOMAIN_BY_LETTER
 from twingan.errors import UserError
+from twingan.index import Index
 from twingan.translator import Translator
+from twingan.weights import file_sha256
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def index_translator(index: Index, checkpoint: str | Path | None = None, device: str = "auto",
+                     illust2vec_weights: str | Path | None = None) -> Translator:
+    """The model that made the index's vectors: the checkpoint or bundled model it recorded, or
+    `checkpoint` when that file has moved. The SHA-256 is compared before anything is loaded, and
+    other weights are refused, since their vectors would not be comparable."""
+    recorded, expected = index.settings.checkpoint, index.settings.checkpoint_sha256
+    name = recorded.removeprefix(PREFIX) if recorded.startswith(PREFIX) else None
+    if checkpoint is None and name is not None:
+        if bundled_model(name).sha256 != expected:
+            raise UserError(f"bundled model {name} has changed since index {index.path} was built with it (another "
+                            "TwinGAN version): build the index again")
+        return Translator.pretrained(name, device, illust2vec_weights)
+    if checkpoint is None and not Path(recorded).exists():
+        raise UserError(f"index {index.path} was built with checkpoint {recorded}, which is not there any more: "
+                        "give its new place with --checkpoint")
+    path = find_checkpoint(checkpoint or recorded)
+    if file_sha256(path) != expected:
+        advice = ("leave out --checkpoint" if name is not None else "use that checkpoint") + " or build a new index"
+        raise UserError(f"checkpoint {path} is not the one index {index.path} was built with ({recorded}, "
+                        f"SHA-256 {expected[:12]}...): its vectors would not be comparable; {advice}")
+    return Translator.from_checkpoint(path, device, illust2vec_weights)
 
 
 @dataclass
@@ -45,7 +63,7 @@ class Embedder:
     def __init__(self, translator: Translator) -> None:
         missing = translator.inference.no_shared_latent
         if missing is not None:
-            raise UserError(f"checkpoint {translator.source} is a {translator.model} model; the shared-latent "
+            raise UserError(f"{translator.source} is a {translator.model} model; the shared-latent "
                             f"search needs Twin-GAN ({missing})")
         self.translator = translator
         self.resolution = translator.resolution

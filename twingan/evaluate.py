@@ -15,12 +15,11 @@ from twingan.domains import DIRECTION_NAMES
 from twingan.errors import UserError
 from twingan.evaluation import evaluate, load_set, markdown
 from twingan.metrics import WEIGHTS_ENV, InceptionFeatures
-from twingan.options import inception_weights, writable
-from twingan.translator import Translator
+from twingan.options import CHECKPOINT, inception_weights, load_translator, writable
 
 
 @click.command("eval")
-@click.option("--checkpoint", "-c", type=click.Path(path_type=Path), help="A checkpoint file or run folder.")
+@CHECKPOINT
 @click.option("--identity", is_flag=True, help="Score the do-nothing model (untranslated pictures) instead.")
 @click.option("--a", "folder_a", required=True, type=click.Path(path_type=Path), help="Test photos (domain A).")
 @click.option("--b", "folder_b", required=True, type=click.Path(path_type=Path), help="Test anime pictures (domain B).")
@@ -37,10 +36,11 @@ from twingan.translator import Translator
 def eval_command(checkpoint: Path | None, identity: bool, folder_a: Path, folder_b: Path, out: Path | None,
                  size: int | None, inception_weights: Path | None, device: str, batch_size: int,
                  no_progress: bool) -> None:
-    """Translate the test sets both ways and report KID, FID, SWD, IS and round-trip PSNR/SSIM."""
-    if identity == (checkpoint is not None):
+    """Translate the test sets both ways and report KID, FID, SWD, IS and round-trip PSNR/SSIM
+    (of --checkpoint, of the bundled model without it, or of doing nothing with --identity)."""
+    if identity and checkpoint is not None:
         raise UserError("give either --checkpoint or --identity")
-    translator = None if identity else Translator.from_checkpoint(checkpoint, device)
+    translator = None if identity else load_translator(checkpoint, device)
     size = translator.resolution if translator else (size or 64)
     resize = translator.cfg.data.resize if translator else "squash"
     skipped: list[str] = []
@@ -52,7 +52,7 @@ def eval_command(checkpoint: Path | None, identity: bool, folder_a: Path, folder
         inception, missing = None, str(exc)
         click.echo(f"note: {missing}; KID, FID and IS are left out", err=True)
     results = evaluate(sets, translator, inception, batch_size, not no_progress)
-    report = {"checkpoint": str(checkpoint) if checkpoint else None, "identity": identity, "size": size,
+    report = {"checkpoint": translator.source if translator else None, "identity": identity, "size": size,
               "pictures": {d: len(s) for d, s in sets.items()}, "skipped": skipped,
               "inception": missing or "used", "directions": results}
     table = markdown({DIRECTION_NAMES[d]: v for d, v in results.items()})

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from twingan.atomic import atomic_path
 from twingan.errors import UserError
 from twingan.domains import DIRECTIONS
-from twingan.options import SIZE, writable
+from twingan.options import CHECKPOINT, SIZE, load_translator, writable
 from twingan.translator import Translator
 
 TOLERANCE = 1e-4
@@ -74,19 +74,18 @@ def _check(module: nn.Module, path: Path, example: Tensor) -> float | None:
 
 
 @click.command("export")
-@click.option("--checkpoint", "-c", required=True, type=click.Path(path_type=Path),
-              help="A checkpoint file, or a run folder (its newest checkpoint).")
+@CHECKPOINT
 @click.option("--onnx", "target", required=True, type=click.Path(path_type=Path), callback=writable("ONNX file"),
               help="ONNX file to write.")
 @click.option("--direction", type=click.Choice(list(DIRECTIONS)), default="a2b", show_default=True)
 @click.option("--size", type=SIZE, help="Input size (default: the resolution the checkpoint finished training at).")
 @click.option("--no-verify", is_flag=True, help="Skip the ONNX Runtime comparison.")
-def export_command(checkpoint: Path, target: Path, direction: str, size: int | None, no_verify: bool) -> None:
+def export_command(checkpoint: Path | None, target: Path, direction: str, size: int | None, no_verify: bool) -> None:
     """Export one translation direction (photo -> anime by default) to ONNX.
 
     The model takes float NCHW pictures in [0, 1] at the trained size, any batch size.
     """
-    translator = Translator.from_checkpoint(checkpoint, "cpu")
+    translator = load_translator(checkpoint, "cpu")
     difference = export_onnx(translator, target, direction, size, verify=not no_verify)
     checked = (f"; ONNX Runtime agrees with PyTorch to {difference:.1e}" if difference is not None
                else "; not checked (onnxruntime is not installed)" if not no_verify else "")

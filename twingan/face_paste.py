@@ -15,8 +15,17 @@ if TYPE_CHECKING:
     from twingan.translator import Translator
 
 FaceBoxes = list[tuple[int, int, int, int]]
+FACE_MODE_SIDE = 512
+"""A picture whose shorter side exceeds this is taken for a scene with a face in it (a phone photo),
+not a face crop like the training pictures (128-256 px): face mode "auto" (the web page, and
+`twingan translate` without --face/--no-face) translates only its faces."""
 FACE_KIND = {"a2b": "photo", "b2a": "anime"}
 """The face detector for each direction's input."""
+
+
+def is_scene(size: tuple[int, int]) -> bool:
+    """Whether face mode "auto" treats a picture (or video frame) of `size` as a scene (see FACE_MODE_SIDE)."""
+    return min(size) > FACE_MODE_SIDE
 
 
 def feather_mask(side: int, border: float = 0.15) -> Image.Image:

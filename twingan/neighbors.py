@@ -15,14 +15,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from twingan.atomic import atomic_path
-from twingan.checkpoint import find_checkpoint
 from twingan.data.images import BadImage, describe_skipped, find_images, load_image
 from twingan.domains import DOMAIN_LETTERS
-from twingan.embedding import Embedder, file_sha256
+from twingan.embedding import Embedder, index_translator
 from twingan.errors import UserError
 from twingan.index import Hit, Index, IndexSettings, describe, writing
-from twingan.options import writable
-from twingan.translator import Translator
+from twingan.options import CHECKPOINT, load_translator, writable
 
 THUMB = 96
 DOMAIN_LABELS = {"a": "photos", "b": "anime"}
@@ -40,18 +38,8 @@ def _pictures(folder: Path | None, option: str) -> list[Path]:
 
 
 def index_embedder(index: Index, checkpoint: str | Path | None = None, device: str = "auto") -> Embedder:
-    """The encoder that made the index's vectors (its recorded checkpoint, or `checkpoint` if the
-    file moved); a different checkpoint is refused, since its vectors would not be comparable."""
-    recorded = index.settings.checkpoint
-    if checkpoint is None and not Path(recorded).exists():
-        raise UserError(f"index {index.path} was built with checkpoint {recorded}, which is not there any more: "
-                        "give its new place with --checkpoint")
-    path = find_checkpoint(checkpoint or recorded)
-    if file_sha256(path) != index.settings.checkpoint_sha256:
-        raise UserError(f"checkpoint {path} is not the one index {index.path} was built with ({recorded}, "
-                        f"SHA-256 {index.settings.checkpoint_sha256[:12]}...): its vectors would not be "
-                        "comparable; use that checkpoint or build a new index")
-    return Embedder(Translator.from_checkpoint(path, device))
+    """The encoder that made the index's vectors (see `index_translator`)."""
+    return Embedder(index_translator(index, checkpoint, device))
 
 
 def _embed_into(index: Index, embedder: Embedder, folders: dict[str, list[Path]], batch_size: int,
@@ -82,8 +70,7 @@ def index_command() -> None:
 
 
 @index_command.command("build")
-@click.option("--checkpoint", "-c", required=True, type=click.Path(path_type=Path),
-              help="A Twin-GAN checkpoint file or run folder.")
+@CHECKPOINT
 @click.option("--a", "folder_a", type=click.Path(path_type=Path), help="Photos (domain A), searched recursively.")
 @click.option("--b", "folder_b", type=click.Path(path_type=Path), help="Anime pictures (domain B).")
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), callback=writable("index", folder=True),
@@ -95,20 +82,19 @@ def index_command() -> None:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--no-progress", is_flag=True)
-def build_command(checkpoint: Path, folder_a: Path | None, folder_b: Path | None, out: Path, pca: int | None,
+def build_command(checkpoint: Path | None, folder_a: Path | None, folder_b: Path | None, out: Path, pca: int | None,
                   no_normalize: bool, factory: str | None, device: str, batch_size: int, no_progress: bool) -> None:
     """Encode every picture of --a and --b and write a new index to OUT (replacing one there)."""
     folders = {d: p for d, p in (("a", _pictures(folder_a, "--a")), ("b", _pictures(folder_b, "--b"))) if p}
     if not folders:
         raise UserError("give --a and/or --b: the folders of pictures to index")
-    path = find_checkpoint(checkpoint)
-    embedder = Embedder(Translator.from_checkpoint(path, device))
+    embedder = Embedder(load_translator(checkpoint, device))
     embedded = {d: embedder.embed_files(paths, d, batch_size, not no_progress) for d, paths in folders.items()}
     failed = [f for e in embedded.values() for f in e.failed]
     if not any(e.paths for e in embedded.values()):
         raise UserError(f"none of the {len(failed)} pictures could be read, so there is nothing to index: "
                         f"{describe_skipped(failed, limit=2)}")
-    settings = IndexSettings(str(path.resolve()), file_sha256(path), embedder.resolution, embedder.dim, pca,
+    settings = IndexSettings(*embedder.translator.identity(), embedder.resolution, embedder.dim, pca,
                              not no_normalize)
     with writing(out, create=True):
         index = Index.create(out, settings, {d: e.vectors for d, e in embedded.items()}, factory)
@@ -123,7 +109,8 @@ def build_command(checkpoint: Path, folder_a: Path | None, folder_b: Path | None
 @click.option("--a", "folder_a", type=click.Path(path_type=Path), help="More photos (domain A).")
 @click.option("--b", "folder_b", type=click.Path(path_type=Path), help="More anime pictures (domain B).")
 @click.option("--checkpoint", "-c", type=click.Path(path_type=Path),
-              help="The index's checkpoint, if it has moved (it must be the same file).")
+              help="The index's checkpoint, if it has moved (it must be the same file; an index built with "
+                   "the bundled model needs none).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--no-progress", is_flag=True)
@@ -173,7 +160,8 @@ def contact_sheet(query: Image.Image, hits: list[Hit], domains: tuple[str, ...],
               help="Contact sheet (.png/.jpg); with several queries, one per query named OUT-<query>.png.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--checkpoint", "-c", type=click.Path(path_type=Path),
-              help="The index's checkpoint, if it has moved (it must be the same file).")
+              help="The index's checkpoint, if it has moved (it must be the same file; an index built with "
+                   "the bundled model needs none).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def neighbors_command(queries: tuple[Path, ...], index_path: Path, k: int, domain: str, query_domain: str,
                       out: Path | None, as_json: bool, checkpoint: Path | None, device: str) -> None:

@@ -12,11 +12,18 @@ from pathlib import Path
 import click
 
 from twingan.atomic import check_writable
+from twingan.bundled import BundledModel
 from twingan.data.pictures import MAX_SIZE
 from twingan.metrics import check_weights
+from twingan.translator import Translator
 
 SIZE = click.IntRange(4, MAX_SIZE)
 """--size of translate and export; the model then says which sizes in this range it can take."""
+
+CHECKPOINT = click.option("--checkpoint", "-c", type=click.Path(path_type=Path),
+                          help="A checkpoint file, or a run folder (its newest checkpoint); default: the bundled "
+                               "model (see `twingan models`).")
+"""--checkpoint of the commands that translate or encode: optional, the bundled model otherwise."""
 
 Callback = Callable[[click.Context, click.Parameter, Path | None], Path | None]
 
@@ -39,3 +46,18 @@ def inception_weights(ctx: click.Context, param: click.Parameter, value: Path | 
     if value is not None:
         check_weights(value)
     return value
+
+
+def bundled_note(model: BundledModel) -> str:
+    """The one stderr line a command prints when it falls back to the bundled model, so that
+    nobody mistakes its output for their own checkpoint's."""
+    return f"no --checkpoint given: using the bundled model {model.name} ({model.resolution} px; `twingan models`)"
+
+
+def load_translator(checkpoint: Path | None, device: str = "auto",
+                    illust2vec_weights: Path | None = None) -> Translator:
+    """The checkpoint's translator, or the bundled model's with `bundled_note` on stderr."""
+    translator = Translator.load(checkpoint, device, illust2vec_weights)
+    if translator.bundled is not None:
+        click.echo(bundled_note(translator.bundled), err=True)
+    return translator

@@ -24,8 +24,8 @@ from twingan.data.images import IMAGE_EXTENSIONS, BadImage, find_images, load_im
 from twingan.data.pictures import to_picture
 from twingan.domains import DIRECTIONS
 from twingan.errors import UserError
-from twingan.face_paste import translate_faces
-from twingan.options import SIZE
+from twingan.face_paste import is_scene, translate_faces
+from twingan.options import CHECKPOINT, SIZE, load_translator
 from twingan.translator import Translator
 from twingan.video import VIDEO_EXTENSIONS, Interrupted, VideoError, find_videos, is_video, translate_video
 
@@ -43,11 +43,16 @@ class TranslateReport:
     written: list[Path] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     videos: int = 0
+    no_face: list[Job] = field(default_factory=list)
+    """Face mode "auto": pictures in which no face was found (then translated whole)."""
 
     def summary(self) -> str:
         total = len(self.written) + len(self.failed)
         noun = ("file" if self.videos else "picture") + ("s" if total != 1 else "")
         text = f"translated {len(self.written)} of {total} {noun}"
+        if self.no_face:
+            text += f"; {len(self.no_face)} without a face found, translated whole: " + \
+                ", ".join(str(job.source) for job in self.no_face[:3]) + (", ..." if len(self.no_face) > 3 else "")
         if self.failed:
             shown = "; ".join(self.failed[:5]) + (f"; and {len(self.failed) - 5} more" if len(self.failed) > 5 else "")
             text += f"; {len(self.failed)} skipped: {shown}"
@@ -155,10 +160,29 @@ def translate_files(translator: Translator, jobs: list[Job], direction: str = "a
     return report
 
 
+def split_by_face_mode(jobs: list[Job], face: bool | None) -> tuple[list[Job], list[Job]]:
+    """(face-mode jobs, whole-picture jobs). `face` None picks per picture by its size (is_scene),
+    read from the file's header only; a picture whose header cannot be read goes the whole-picture
+    way, which reports it."""
+    if face is not None:
+        return (jobs, []) if face else ([], jobs)
+    faces, whole = [], []
+    for job in jobs:
+        try:
+            with Image.open(job.source) as header:
+                scene = is_scene(header.size)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            scene = False
+        (faces if scene else whole).append(job)
+    return faces, whole
+
+
 def translate_face_files(translator: Translator, jobs: list[Job], direction: str = "a2b", size: int | None = None,
-                         grid: bool = False, progress: bool = True,
-                         character: torch.Tensor | None = None) -> TranslateReport:
-    """Face mode: one picture at a time (faces differ in number and size), full pictures out."""
+                         grid: bool = False, progress: bool = True, character: torch.Tensor | None = None,
+                         whole_if_no_face: bool = False) -> TranslateReport:
+    """Face mode: one picture at a time (faces differ in number and size), full pictures out. A
+    picture without a face is a failure, or with `whole_if_no_face` (face mode "auto") left in
+    `no_face` for the whole-picture way."""
     size = translator.resolution if size is None else size
     translator.check_size(size)
     report = TranslateReport()
@@ -170,7 +194,10 @@ def translate_face_files(translator: Translator, jobs: list[Job], direction: str
             continue
         result = translate_faces(translator, picture, direction, size, character)
         if result is None:
-            report.failed.append(f"{job.source}: no face found")
+            if whole_if_no_face:
+                report.no_face.append(job)
+            else:
+                report.failed.append(f"{job.source}: no face found")
             continue
         if grid:
             both = Image.new(picture.mode, (picture.width * 2, picture.height))
@@ -190,16 +217,18 @@ def _save(picture: Image.Image, target: Path) -> None:
 
 @click.command("translate")
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--checkpoint", "-c", required=True, type=click.Path(path_type=Path),
-              help="A checkpoint file, or a run folder (its newest checkpoint).")
+@CHECKPOINT
 @click.option("-o", "--out", type=click.Path(path_type=Path),
               help="Output file (one input) or folder (default: ./translated).")
 @click.option("--direction", type=click.Choice(list(DIRECTIONS)), default="a2b", show_default=True,
               help="a2b: domain A (photos) -> B (anime); b2a: back.")
 @click.option("--grid", is_flag=True, help="Write input | output side by side.")
 @click.option("--cycle", is_flag=True, help="Write input | output | translated back (implies --grid).")
-@click.option("--face", is_flag=True,
-              help="Find the faces, translate each, blend them back into the whole picture.")
+@click.option("--face/--no-face", default=None,
+              help="Find the faces, translate each, blend them back into the whole picture. Default for "
+                   "pictures: on when the shorter side is over 512 px (a phone photo; one without a face found "
+                   "is translated whole), off for smaller ones (face crops, like the training pictures) and "
+                   "with --cycle. Videos: only with --face.")
 @click.option("--size", type=SIZE, help="Model size (default: the resolution the checkpoint finished training at).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
@@ -211,14 +240,16 @@ def _save(picture: Image.Image, target: Path) -> None:
 @click.option("--stable/--no-stable", default=True, show_default=True,
               help="Videos: blend each frame with the last where the input barely changed (less flicker).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def translate_command(inputs: tuple[str, ...], checkpoint: Path, out: Path | None, direction: str, grid: bool,
-                      cycle: bool, face: bool, size: int | None, device: str, batch_size: int,
+def translate_command(inputs: tuple[str, ...], checkpoint: Path | None, out: Path | None, direction: str,
+                      grid: bool, cycle: bool, face: bool | None, size: int | None, device: str, batch_size: int,
                       references: tuple[Path, ...], tags: str | None, illust2vec_weights: Path | None,
                       stable: bool, no_progress: bool) -> None:
-    """Translate pictures and videos (files, folders searched recursively, or globs) with a trained model.
+    """Translate pictures and videos (files, folders searched recursively, or globs) with a trained model
+    (without --checkpoint: the bundled one).
 
     \b
     Examples:
+      twingan translate selfie.jpg -o anime.png                   (the bundled model)
       twingan translate selfie.jpg --checkpoint runs/cpu64 -o anime.png
       twingan translate photos/ --checkpoint runs/cpu64 -o anime/ --grid
       twingan translate "shots/*.jpg" --checkpoint runs/cpu64/checkpoints/ckpt-000000027000.pt --cycle
@@ -243,23 +274,24 @@ def translate_command(inputs: tuple[str, ...], checkpoint: Path, out: Path | Non
         refuse_overwriting(jobs, [source for source, _ in inputs_found] + list(references))
         check_writable(jobs)
     reference_pictures = {reference: load_reference(reference) for reference in references}
-    translator = Translator.from_checkpoint(checkpoint, device, illust2vec_weights)
+    translator = load_translator(checkpoint, device, illust2vec_weights)
+    face = False if cycle and face is None else face
     fixed = translator.tags_code([t.strip() for t in tags.split(",") if t.strip()]) if tags else None
     report = TranslateReport()
     for reference, jobs in plans:
         character = translator.character_code(reference_pictures[reference]) if reference else fixed
-        picture_jobs = [job for job in jobs if not is_video(job.source)]
-        if face:
-            part = translate_face_files(translator, picture_jobs, direction, size, grid, not no_progress, character)
-        else:
-            part = translate_files(translator, picture_jobs, direction, size, batch_size, grid, cycle,
-                                   not no_progress, character)
-        report.written += part.written
-        report.failed += part.failed
+        face_jobs, whole_jobs = split_by_face_mode([job for job in jobs if not is_video(job.source)], face)
+        faces = translate_face_files(translator, face_jobs, direction, size, grid, not no_progress, character,
+                                     whole_if_no_face=face is None)
+        whole = translate_files(translator, whole_jobs + faces.no_face, direction, size, batch_size, grid, cycle,
+                                not no_progress, character)
+        report.written += faces.written + whole.written
+        report.failed += faces.failed + whole.failed
+        report.no_face += faces.no_face
         for job in (job for job in jobs if is_video(job.source)):
             report.videos += 1
             try:
-                translate_video(translator, job.source, job.target, direction, size, face, stable, batch_size,
+                translate_video(translator, job.source, job.target, direction, size, bool(face), stable, batch_size,
                                 character, not no_progress)
                 report.written.append(job.target)
             except Interrupted:

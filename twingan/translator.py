@@ -1,7 +1,8 @@
 """Inference: a trained checkpoint as a picture-in, picture-out translator (the Python API).
 
     from twingan.translator import Translator
-    translator = Translator.from_checkpoint("runs/cpu64")         # a run folder or a ckpt-*.pt
+    translator = Translator.pretrained()                          # the model shipped in the package
+    translator = Translator.from_checkpoint("runs/cpu64")         # or a run folder or a ckpt-*.pt
     anime = translator.translate(Image.open("me.jpg"))            # PIL in, PIL out
     photo = translator.translate(anime, direction="b2a")
 
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
+from twingan.bundled import PREFIX, BundledModel, load_bundled
 from twingan.checkpoint import find_checkpoint, load_checkpoint
 from twingan.config import RunConfig, config_from_dict
 from twingan.data.images import to_rgb
@@ -35,6 +37,7 @@ from twingan.distributed import pick_device
 from twingan.domains import DIRECTIONS, DOMAIN_B
 from twingan.errors import UserError
 from twingan.models import family
+from twingan.weights import file_sha256
 
 if TYPE_CHECKING:
     from twingan.video import VideoReport
@@ -57,11 +60,15 @@ class Translator:
         try:
             self.inference = family(self.model).inference(cfg, state, self.channels)
         except (KeyError, RuntimeError, ValueError) as exc:
-            raise UserError(f"checkpoint {source} does not hold the networks its config describes "
+            raise UserError(f"{source} does not hold the networks its config describes "
                             f"({str(exc).splitlines()[0][:200]})") from None
         self.character = self.inference.character
         self.reached = self.inference.resolution
         self.net = self.inference.net.eval().requires_grad_(False).to(device)
+        self.file: Path | None = None
+        """The checkpoint file the networks came from (None for a bundled model)."""
+        self.bundled: BundledModel | None = None
+        """The bundled model the networks came from, if they did."""
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto",
@@ -73,12 +80,42 @@ class Translator:
         resolved = find_checkpoint(path)
         state = load_checkpoint(resolved)
         cfg = config_from_dict(state.get("config"), f"checkpoint {resolved}")
-        translator = cls(cfg, state, pick_device(device), str(resolved), illust2vec_weights)
+        translator = cls(cfg, state, pick_device(device), f"checkpoint {resolved}", illust2vec_weights)
         if translator.reached < cfg.model.resolution:
             log.warning("checkpoint %s stopped growing at %d px after %s images, before its final %d px: it works "
                         "at %d px (layers above that did not finish training)", resolved, translator.reached,
                         f"{translator.images_seen:,}", cfg.model.resolution, translator.reached)
+        translator.file = resolved
         return translator
+
+    @classmethod
+    def pretrained(cls, name: str | None = None, device: str = "auto",
+                   illust2vec_weights: str | Path | None = None) -> Translator:
+        """A model shipped inside the package (`twingan models` lists them; default: the first),
+        checked against the SHA-256 the package recorded for it."""
+        model, state = load_bundled(name)
+        cfg = config_from_dict(state["config"], f"bundled model {model.name}")
+        translator = cls(cfg, state, pick_device(device), f"bundled model {model.name}", illust2vec_weights)
+        translator.bundled = model
+        return translator
+
+    @classmethod
+    def load(cls, checkpoint: str | Path | None, device: str = "auto",
+             illust2vec_weights: str | Path | None = None) -> Translator:
+        """A checkpoint (file or run folder), or the default bundled model when `checkpoint` is None."""
+        if checkpoint is None:
+            return cls.pretrained(device=device, illust2vec_weights=illust2vec_weights)
+        return cls.from_checkpoint(checkpoint, device, illust2vec_weights)
+
+    def identity(self) -> tuple[str, str]:
+        """What a neighbour index records of the weights that made its vectors: the checkpoint's
+        path, or "bundled:NAME" (so the index still finds a bundled model after the package moves),
+        and the file's SHA-256 (so vectors of other weights are never mixed in)."""
+        if self.bundled is not None:
+            return PREFIX + self.bundled.name, self.bundled.sha256
+        if self.file is None:
+            raise ValueError("this Translator was built from a state in memory: no file identifies its weights")
+        return str(self.file.resolve()), file_sha256(self.file)
 
     @property
     def resolution(self) -> int:
@@ -97,7 +134,7 @@ class Translator:
         """Refuse `what` (a reference, tags) on a model that learned no character codes, naming the checkpoint."""
         if self.character == "none":
             raise UserError(f"{what} needs a model trained with a character source (model.character learned or "
-                            f"illust2vec); checkpoint {self.source} has none")
+                            f"illust2vec); {self.source} has none")
 
     @torch.no_grad()
     def character_code(self, reference: Image.Image) -> Tensor:

@@ -16,6 +16,7 @@ nobody has found yet cannot unpickle code either.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import pickle
@@ -92,6 +93,16 @@ def load_weights(path: str | os.PathLike[str], what: str, formats: tuple[Format,
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"{what} {path} cannot be read: truncated, corrupt or not {names} ({reason[:160]})") from None
     return Weights(content, "torch")
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks: what identifies a checkpoint or a
+    picture in an index, and what a bundled model is checked against."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _refusal(path: Path, what: str, message: str) -> str:

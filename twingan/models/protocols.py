@@ -73,6 +73,8 @@ class InferenceModel(Protocol):
     KeyError/RuntimeError/ValueError when the state does not hold the networks `cfg` describes.
     """
 
+    state_key: str
+    """The checkpoint entry holding `net`'s weights (what a bundled model ships)."""
     net: nn.Module
     """Every module inference runs, so its owner can move it and put it in eval mode."""
     resolution: int

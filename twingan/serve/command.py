@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from twingan.errors import UserError
+from twingan.options import CHECKPOINT, bundled_note
 
 LOOPBACK_NAMES = {"localhost"}
 M_MMAP_THRESHOLD = -3
@@ -57,10 +58,10 @@ def is_loopback(host: str) -> bool:
 
 
 @click.command("serve")
-@click.option("--checkpoint", "-c", required=True, type=click.Path(path_type=Path),
-              help="A checkpoint file, or a run folder (its newest checkpoint).")
+@CHECKPOINT
 @click.option("--index", "index_path", type=click.Path(path_type=Path),
-              help="A neighbour index built from this checkpoint: nearest faces and a character gallery.")
+              help="A neighbour index (nearest faces and a character gallery), served with the model it was "
+                   "built with: --checkpoint, else the one it recorded.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 opens the server to the network.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
@@ -74,14 +75,15 @@ def is_loopback(host: str) -> bool:
 @click.option("--max-batch", type=click.IntRange(min=1),
               help="Most requests translated together in one model call (default: 16 on a GPU; on a CPU "
                    "2 at 256 px, 32 at 64 px).")
-def serve_command(checkpoint: Path, index_path: Path | None, host: str, port: int, device: str,
+def serve_command(checkpoint: Path | None, index_path: Path | None, host: str, port: int, device: str,
                   illust2vec_weights: Path | None, max_upload_mb: float, max_pixels: int,
                   max_batch: int | None) -> None:
     """Serve a web page (and a JSON API) that turns photos into anime characters.
 
     \b
     Examples:
-      twingan serve --checkpoint runs/cpu64                  (then open http://127.0.0.1:8000)
+      twingan serve                                          (the bundled model; open http://127.0.0.1:8000)
+      twingan serve --checkpoint runs/cpu64                  (your own model)
       twingan serve -c runs/char64 --index runs/faces.index  (character gallery and nearest faces)
     """
     import uvicorn
@@ -92,6 +94,8 @@ def serve_command(checkpoint: Path, index_path: Path | None, host: str, port: in
 
     check_port(host, port)
     service = Service.load(checkpoint, index_path, device, illust2vec_weights)
+    if service.translator.bundled is not None:
+        click.echo(bundled_note(service.translator.bundled), err=True)
     return_freed_memory_promptly()
     app = create_app(service, Limits(int(max_upload_mb * 2**20), max_pixels), max_batch)
     if not is_loopback(host):

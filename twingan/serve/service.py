@@ -21,16 +21,13 @@ from PIL import Image
 
 from twingan.data.images import BadImage, load_image
 from twingan.data.pictures import to_picture
-from twingan.embedding import Embedder
+from twingan.embedding import Embedder, index_translator
 from twingan.errors import UserError
-from twingan.face_paste import FaceBoxes, face_crops, paste_faces
+from twingan.face_paste import FaceBoxes, face_crops, is_scene, paste_faces
 from twingan.index import Index
 from twingan.translator import Translator
 
 FaceMode = Literal["auto", "on", "off"]
-FACE_MODE_SIDE = 512
-"""In face mode "auto", a picture whose shorter side exceeds this is taken for a scene with a face
-in it, not a face crop like the training pictures (128-256 px), and only its faces are translated."""
 FACE_MODE_LONG_SIDE = 1024
 """Face-mode results are at most this long: the faces themselves carry only the model's pixels."""
 THUMB_SIDE = 128
@@ -74,19 +71,14 @@ class Service:
         self._index_lock = threading.Lock()  # sqlite and FAISS calls from request and model threads
 
     @classmethod
-    def load(cls, checkpoint: str | Path, index: str | Path | None = None, device: str = "auto",
+    def load(cls, checkpoint: str | Path | None, index: str | Path | None = None, device: str = "auto",
              illust2vec_weights: str | Path | None = None) -> Service:
-        """Load the checkpoint once; an index must have been built from this very checkpoint."""
-        from twingan.checkpoint import find_checkpoint
-        from twingan.embedding import file_sha256
-
-        path = find_checkpoint(checkpoint)
-        opened = Index.open(index) if index is not None else None
-        if opened is not None and file_sha256(path) != opened.settings.checkpoint_sha256:
-            raise UserError(f"index {index} was built with another checkpoint ({opened.settings.checkpoint}) than "
-                            f"{path}: its neighbours would not be comparable; serve that checkpoint or rebuild "
-                            "the index")
-        return cls(Translator.from_checkpoint(path, device, illust2vec_weights), opened)
+        """Load the model once: `checkpoint`, or else the index's own model, or else the bundled
+        one. An index is served only with the model its vectors were made with."""
+        if index is None:
+            return cls(Translator.load(checkpoint, device, illust2vec_weights))
+        opened = Index.open(index)
+        return cls(index_translator(opened, checkpoint, device, illust2vec_weights), opened)
 
     def batch_limit(self) -> int:
         """Tiles per model call: the default for --max-batch, and the chunk size of a face-mode batch."""
@@ -98,7 +90,7 @@ class Service:
     def plan(self, picture: Image.Image, direction: str, face: FaceMode) -> Plan:
         """Tiles for the model: the faces (face mode) or the whole picture; 422 if face mode finds none."""
         size = self.translator.resolution
-        if face == "on" or (face == "auto" and min(picture.size) > FACE_MODE_SIDE):
+        if face == "on" or (face == "auto" and is_scene(picture.size)):
             picture = _shrink(picture, FACE_MODE_LONG_SIDE)
             boxes, crops = face_crops(picture, direction, size)
             if boxes:

@@ -23,6 +23,7 @@ class CycleGANInference:
     start, so the checkpoint always works at its configured resolution."""
 
     character = "none"
+    state_key = STATE_KEY
     no_shared_latent = "CycleGAN's two generators share no latent space"
 
     def __init__(self, cfg: RunConfig, state: dict, image_channels: int) -> None:

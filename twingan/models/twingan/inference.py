@@ -33,6 +33,7 @@ class TwinGANInference:
     """Twin-GAN's inference networks, loaded from a checkpoint's state."""
 
     no_shared_latent = None
+    state_key = STATE_KEY
 
     def __init__(self, cfg: RunConfig, state: dict, image_channels: int) -> None:
         self.cfg = cfg
