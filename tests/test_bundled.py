@@ -147,6 +147,14 @@ def test_twingan_models_lists_the_bundled_model():
 
 
 # ---------------------------------------------------------------- every command without --checkpoint
+def two_domains(folder: Path, count: int, stride: int) -> None:
+    """folder/a and folder/b with `count` small pictures each, different in every domain and place."""
+    for domain in ("a", "b"):
+        (folder / domain).mkdir()
+        for i in range(count):
+            gradient_image(64, seed=stride * i + (domain == "b")).save(folder / domain / f"{i}.png")
+
+
 NOTE = "no --checkpoint given: using the bundled model"
 
 
@@ -201,10 +209,7 @@ def test_export_without_a_checkpoint(tmp_path):
 
 
 def test_index_and_neighbors_without_a_checkpoint(tmp_path):
-    for domain in ("a", "b"):
-        (tmp_path / domain).mkdir()
-        for i in range(4):
-            gradient_image(64, seed=10 * i + (domain == "b")).save(tmp_path / domain / f"{i}.png")
+    two_domains(tmp_path, 4, 10)
     built = CliRunner().invoke(main, ["index", "build", "--a", str(tmp_path / "a"), "--b", str(tmp_path / "b"),
                                       "-o", str(tmp_path / "ix"), "--no-progress"])
     assert built.exit_code == 0 and NOTE in built.output, built.output
@@ -219,10 +224,7 @@ def test_index_and_neighbors_without_a_checkpoint(tmp_path):
 
 
 def test_a_bundled_index_is_served_and_searched_with_its_model_only(tmp_path):
-    for domain in ("a", "b"):
-        (tmp_path / domain).mkdir()
-        for i in range(3):
-            gradient_image(64, seed=20 * i + (domain == "b")).save(tmp_path / domain / f"{i}.png")
+    two_domains(tmp_path, 3, 20)
     built = CliRunner().invoke(main, ["index", "build", "--a", str(tmp_path / "a"), "--b", str(tmp_path / "b"),
                                       "-o", str(tmp_path / "ix"), "--no-progress"])
     assert built.exit_code == 0, built.output
@@ -254,10 +256,7 @@ def test_the_python_api_loads_by_name_or_by_default(translator):
 
 
 def test_eval_without_a_checkpoint_scores_the_bundled_model(tmp_path):
-    for domain in ("a", "b"):
-        (tmp_path / domain).mkdir()
-        for i in range(4):
-            gradient_image(64, seed=30 * i + (domain == "b")).save(tmp_path / domain / f"{i}.png")
+    two_domains(tmp_path, 4, 30)
     result = CliRunner().invoke(main, ["eval", "--a", str(tmp_path / "a"), "--b", str(tmp_path / "b"),
                                        "-o", str(tmp_path / "r.json"), "--no-progress"])
     assert result.exit_code == 0, result.output
