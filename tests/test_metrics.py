@@ -13,11 +13,12 @@ from click.testing import CliRunner
 from conftest import gradient_image, write_image_folder
 from scipy import linalg
 
+from twingan.checkpoint import best_checkpoint, drop_best_after, load_checkpoint
 from twingan.cli import main
 from twingan.config import load_config
 from twingan.errors import UserError
 from twingan.metrics import InceptionFeatures, fid, inception_score, kid, psnr_ssim, swd
-from twingan.training import Trainer
+from twingan.training import Trainer, held_out_swd
 
 
 def gaussian(n: int, mean: np.ndarray, std: np.ndarray, seed: int) -> torch.Tensor:
@@ -149,3 +150,28 @@ def test_training_evaluates_on_held_out_pictures(tmp_path):
     too_many = test_training.tiny_preset(tmp_path, train={"eval_every": 12, "eval_pictures": 4})
     with pytest.raises(UserError, match="eval_pictures=4"):
         Trainer(load_config(too_many), tmp_path / "run2", progress=False)
+
+
+def test_training_keeps_its_best_checkpoint_by_held_out_swd(tmp_path):
+    """Evaluations at the final 8 px (12 to 24 images) choose the best; the newest-1 rule leaves
+    it alone; a resume before it drops it as a discarded future."""
+    preset = test_training.tiny_preset(tmp_path, train={"eval_every": 4, "eval_pictures": 2, "keep_checkpoints": 1})
+    result = Trainer(load_config(preset), tmp_path / "run", progress=False).run()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "eval.jsonl").read_text().splitlines()]
+    final = [row for row in rows if row["resolution"] == 8]
+    assert [row["images_seen"] for row in final] == [12, 16, 20, 24]
+    scores = [held_out_swd(row) for row in final]
+    best_at = max(row["images_seen"] for row, score in zip(final, scores) if score == min(scores))
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert result.best == checkpoints / f"best-{best_at:012d}.pt"
+    assert sorted(p.name for p in checkpoints.iterdir()) == sorted({result.best.name, "ckpt-000000000024.pt"})
+    assert load_checkpoint(result.best)["images_seen"] == best_at
+
+    drop_best_after(checkpoints, best_at - 1)
+    assert best_checkpoint(checkpoints) is None
+
+
+def test_keep_best_off_writes_no_best_checkpoint(tmp_path):
+    preset = test_training.tiny_preset(tmp_path, train={"eval_every": 4, "eval_pictures": 2, "keep_best": False})
+    result = Trainer(load_config(preset), tmp_path / "run", progress=False).run()
+    assert result.best is None and not list((tmp_path / "run" / "checkpoints").glob("best-*"))

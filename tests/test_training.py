@@ -19,6 +19,8 @@ from twingan.checkpoint import load_checkpoint
 from twingan.config import PRESET_DIR, LossConfig, load_config
 from twingan.errors import UserError
 from twingan.models.twingan import recipe as twingan_recipe
+from twingan.run_log import RunLog
+from twingan.schedule import Phase
 from twingan.training import Trainer, TrainingDiverged
 
 TINY = {
@@ -240,3 +242,34 @@ def test_translation_gan_a_weights_the_photo_critic_apart(tmp_path):
 def test_translation_weights_default_to_the_shared_weight():
     assert twingan_recipe.translation_weights(LossConfig(translation_gan=3.0)) == (3.0, 3.0)
     assert twingan_recipe.translation_weights(LossConfig(translation_gan=3.0, translation_gan_a=1.0)) == (1.0, 3.0)
+
+
+def test_lazy_penalty_falls_on_every_nth_step_with_n_times_the_weight(tmp_path, monkeypatch):
+    """penalty_every 3 over six steps of 4 images: the steps at 0 and 12 images take the penalty,
+    and the critics' loss is then 3 x 0.25 x the penalty; the other steps have no penalty term."""
+    overrides = ["loss.penalty_every=3", "loss.translation_gan=0", "loss.reconstruction_gan=0"]
+    trainer = Trainer(load_config(tiny_preset(tmp_path), overrides), tmp_path / "run", progress=False)
+    critic_losses = []
+    update = type(trainer.recipe.ctx).update
+
+    def recording_update(ctx, total, optimizer, module, scaler):
+        if optimizer is trainer.recipe.opt_d:
+            critic_losses.append(float(total.detach()))
+        update(ctx, total, optimizer, module, scaler)
+
+    monkeypatch.setattr(type(trainer.recipe.ctx), "update", recording_update)
+    trainer.run()
+    rows = metrics(tmp_path / "run")
+    assert [row["images_seen"] for row in rows if "d_penalty" in row] == [4, 16]
+    expected = [3 * 0.25 * row["d_penalty"] if "d_penalty" in row else 0.0 for row in rows]
+    assert critic_losses == pytest.approx(expected, rel=1e-5)
+    assert expected[0] > 0
+
+
+def test_logged_losses_are_averaged_over_the_steps_that_computed_them(tmp_path):
+    log = RunLog(tmp_path)
+    log.step({"reconstruction": 1.0, "d_penalty": 6.0}, images=4)
+    log.step({"reconstruction": 3.0}, images=4)
+    log.losses(8, Phase.fixed(8, 100), lr=1e-3)
+    row = metrics(tmp_path)[-1]
+    assert row["reconstruction"] == 2.0 and row["d_penalty"] == 6.0

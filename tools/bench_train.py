@@ -51,14 +51,20 @@ def measure(preset: str, resolution: int, steps: int, warmup: int, device: str,
             if is_cuda:
                 torch.cuda.synchronize()
 
-        for _ in range(warmup):
+        def step() -> None:
+            """As the training loop: the image count moves on, so a lazy penalty (loss.penalty_every)
+            falls on its share of the steps."""
             trainer.step(*batches, phase)
+            trainer.counters.images_seen += batch
+
+        for _ in range(warmup):
+            step()
         sync()
         if is_cuda:
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
         for _ in range(steps):
-            trainer.step(*batches, phase)
+            step()
         sync()
         rate = steps * batch / (time.perf_counter() - start)
         if is_cuda:

@@ -21,6 +21,7 @@ from twingan.weights import load_weights
 FORMAT = "twingan-checkpoint"
 VERSION = 1
 _PATTERN = "ckpt-*.pt"
+_BEST_PATTERN = "best-*.pt"
 
 
 def checkpoint_name(images_seen: int) -> str:
@@ -37,6 +38,32 @@ def save_checkpoint(state: dict[str, Any], directory: Path, images_seen: int, ke
     for old in sorted(directory.glob(_PATTERN))[:-keep]:
         old.unlink(missing_ok=True)
     return target
+
+
+def save_best(state: dict[str, Any], directory: Path, images_seen: int) -> Path:
+    """Write `state` atomically as the run's best checkpoint (best-IMAGES.pt, which the newest-N
+    rule never deletes), then remove the previous best."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"best-{images_seen:012d}.pt"
+    with atomic_path(target) as tmp:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
+    for old in directory.glob(_BEST_PATTERN):
+        if old != target:
+            old.unlink(missing_ok=True)
+    return target
+
+
+def best_checkpoint(directory: Path) -> Path | None:
+    """The run's best checkpoint by its held-out evaluations, or None."""
+    found = sorted(directory.glob(_BEST_PATTERN)) if directory.is_dir() else []
+    return found[-1] if found else None
+
+
+def drop_best_after(directory: Path, images_seen: int) -> None:
+    """Resume: a best checkpoint from later than the resume point belongs to a discarded future."""
+    best = best_checkpoint(directory)
+    if best is not None and int(best.stem.removeprefix("best-")) > images_seen:
+        best.unlink(missing_ok=True)
 
 
 def latest_checkpoint(directory: Path) -> Path | None:

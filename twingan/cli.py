@@ -167,7 +167,8 @@ def train_command(preset: str | None, overrides: tuple[str, ...], domain_a: Path
         distributed.shutdown()
     if trainer.dist.is_main:
         stopped = f"; stopped by {result.stopped_by}" if result.stopped_by else ""
-        click.echo(f"{result.images_seen:,} images seen; checkpoint: {result.checkpoint}; "
+        best = f"; best by held-out SWD: {result.best}" if result.best else ""
+        click.echo(f"{result.images_seen:,} images seen; checkpoint: {result.checkpoint}{best}; "
                    f"run folder: {trainer.run_dir}{stopped}")
 
 

@@ -148,6 +148,10 @@ class LossConfig:
     r1 (small gradients on the real pictures) or none."""
     penalty_weight: NonNegative = 0.25
     """Weight of the gradient penalty in the discriminators' loss."""
+    penalty_every: Positive = 1
+    """Discriminator steps between gradient penalties, each weighted by this many (StyleGAN2's lazy
+    regularisation, Karras et al. 2020: R1 every 16 steps lost nothing). The penalty's double
+    backward is about 40% of a step on CPU; 1: every step, the original."""
     reconstruction: NonNegative = 1.0
     """Weight of the L1 between each picture and its reconstruction in its own domain."""
     translation_gan: NonNegative = 1.0
@@ -206,6 +210,10 @@ class LoopConfig:
     eval_every: Positive | None = None
     """Images between evaluations (`twingan eval`'s metrics, at the phase's resolution) on
     pictures held out of training; they go to TensorBoard and eval.jsonl. null: off."""
+    keep_best: bool = True
+    """With eval_every: also keep the checkpoint whose evaluation at the final resolution had the
+    lowest SWD (mean of both directions) as checkpoints/best-IMAGES.pt. GAN runs do not improve
+    monotonically, and the newest-N rule would delete their best point."""
     eval_pictures: Positive = 100
     """Pictures per domain held out for eval_every (every n-th of the sorted list, so the split is
     the same on every run and resume)."""

@@ -23,8 +23,8 @@ LOG_FILES = ("metrics.jsonl", "eval.jsonl")
 
 
 class RunLog:
-    """The run folder's logs, written by the main process; losses are averaged over each
-    logging window of steps."""
+    """The run folder's logs, written by the main process; each loss is averaged over the steps
+    of its logging window that computed it (a lazy penalty is not on every step)."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
@@ -32,7 +32,7 @@ class RunLog:
         self.sampled_at: int | None = None
         """images_seen of the newest sample grid."""
         self._sums: dict[str, float] = {}
-        self._steps = 0
+        self._counts: dict[str, int] = {}
         self._images = 0
         self._since = time.monotonic()
 
@@ -44,17 +44,17 @@ class RunLog:
 
     def step(self, values: dict[str, float], images: int) -> None:
         """One finished step's loss values, and the images it trained on (all processes)."""
-        self._steps += 1
         self._images += images
         for key, value in values.items():
             self._sums[key] = self._sums.get(key, 0.0) + value
+            self._counts[key] = self._counts.get(key, 0) + 1
 
     def skipped(self, skipped_steps: int, images_seen: int) -> None:
         self.writer.add_scalar("train/skipped_steps", skipped_steps, images_seen)
 
     def losses(self, images_seen: int, phase: Phase, lr: float) -> None:
         """The window's mean losses and throughput as a metrics.jsonl row and scalars; starts a new window."""
-        means = {k: v / self._steps for k, v in self._sums.items()}
+        means = {k: v / self._counts[k] for k, v in self._sums.items()}
         rate = self._images / max(time.monotonic() - self._since, 1e-9)
         for key, value in means.items():
             self.writer.add_scalar(f"loss/{key}", value, images_seen)
@@ -63,7 +63,7 @@ class RunLog:
         for key, value in scalars.items():
             self.writer.add_scalar(f"train/{key}", value, images_seen)
         _append(self.run_dir / "metrics.jsonl", {"images_seen": images_seen, "phase": phase.name, **scalars, **means})
-        self._sums, self._steps, self._images, self._since = {}, 0, 0, time.monotonic()
+        self._sums, self._counts, self._images, self._since = {}, {}, 0, time.monotonic()
 
     def evaluation(self, images_seen: int, resolution: int, minutes: float, results: dict[str, dict]) -> None:
         """`twingan eval`'s numbers for both directions, as scalars and an eval.jsonl row."""
@@ -73,6 +73,13 @@ class RunLog:
                     self.writer.add_scalar(f"eval_{direction}/{key}", value, images_seen)
         _append(self.run_dir / "eval.jsonl", {"images_seen": images_seen, "resolution": resolution,
                                               "minutes": round(minutes, 3), **results})
+
+    def evaluations(self) -> list[dict]:
+        """The eval.jsonl rows so far (a resumed run's only up to its resume point)."""
+        log_file = self.run_dir / "eval.jsonl"
+        if not log_file.exists():
+            return []
+        return [json.loads(line) for line in log_file.read_text(encoding="utf-8").splitlines() if line.strip()]
 
     def samples(self, grid: Tensor, images_seen: int) -> None:
         """A sample grid in [0, 1], as samples/grid-<images>.png (written atomically) and an image."""

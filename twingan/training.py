@@ -33,7 +33,8 @@ from tqdm import tqdm
 
 from twingan import distributed
 from twingan.atomic import check_writable
-from twingan.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from twingan.checkpoint import (best_checkpoint, drop_best_after, latest_checkpoint, load_checkpoint, save_best,
+                                save_checkpoint)
 from twingan.config import RunConfig, config_to_dict, save_config
 from twingan.data.dataset import DomainDataset, scan_domain
 from twingan.data.images import BadImage, load_image
@@ -64,6 +65,8 @@ class TrainResult:
     checkpoint: Path | None
     stopped_by: str | None = None
     skipped_steps: int = 0
+    best: Path | None = None
+    """The best checkpoint by the held-out evaluations (train.keep_best), if any."""
 
 
 @dataclass
@@ -184,6 +187,17 @@ class Trainer:
         inception = InceptionFeatures(None, self.device) if os.environ.get(WEIGHTS_ENV) else None
         results = evaluate(sets, translator, inception, progress=False)
         run_log.evaluation(self.counters.images_seen, size, (time.monotonic() - self._started) / 60, results)
+        if self.cfg.train.keep_best and size == self.cfg.model.resolution:
+            self._keep_if_best(run_log)
+
+    def _keep_if_best(self, run_log: RunLog) -> None:
+        """Save the evaluated weights as the best checkpoint when this evaluation's SWD is the
+        lowest of the run's evaluations at the final resolution (ties go to the later one)."""
+        final = [row for row in run_log.evaluations() if row["resolution"] == self.cfg.model.resolution]
+        scores = [held_out_swd(row) for row in final]
+        if final and final[-1]["images_seen"] == self.counters.images_seen and scores[-1] <= min(scores):
+            path = save_best(self.state_dict(), self.run_dir / "checkpoints", self.counters.images_seen)
+            log.info("best held-out SWD so far (%.2f x1e3): %s", 1e3 * scores[-1], path)
 
     def _sample_inputs(self) -> list[Tensor]:
         """A fixed set of pictures per domain, at full resolution, for every sample grid."""
@@ -263,6 +277,7 @@ class Trainer:
         self.load_state_dict(load_checkpoint(path), path)
         if self.dist.is_main:
             RunLog.forget_after(self.run_dir, self.counters.images_seen)
+            drop_best_after(self.run_dir / "checkpoints", self.counters.images_seen)
         log.info("resumed from %s at %s images", path, f"{self.counters.images_seen:,}")
         return path
 
@@ -391,7 +406,8 @@ class Trainer:
         if stopped_by and self.dist.is_main:
             log.info("stopped by %s at %s images; checkpoint %s (continue with --resume %s)",
                      stopped_by, f"{c.images_seen:,}", last_ckpt, self.run_dir)
-        return TrainResult(c.images_seen, last_ckpt, stopped_by, c.skipped_steps)
+        return TrainResult(c.images_seen, last_ckpt, stopped_by, c.skipped_steps,
+                           best_checkpoint(self.run_dir / "checkpoints"))
 
     def _skipped(self, streak: int, run_log: RunLog | None) -> bool:
         """Count a step skipped for non-finite losses; roll back once `streak` of them came in a
@@ -416,6 +432,12 @@ class Trainer:
         if self.dist.enabled:
             wanted = distributed.average_scalars({"stop": wanted}, self.dist, self.device)["stop"]
         return wanted > 0
+
+
+def held_out_swd(evaluation: dict) -> float:
+    """An eval.jsonl row's one number for choosing the best checkpoint: the SWD of both
+    directions, averaged (each direction's own mean over its Laplacian levels)."""
+    return (evaluation["a2b"]["swd_mean"] + evaluation["b2a"]["swd_mean"]) / 2
 
 
 def _next_multiple(value: int, every: int) -> int:

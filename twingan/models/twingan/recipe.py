@@ -169,8 +169,14 @@ class TwinGANRecipe:
     def _reconstruction_gan_on(self, res: int) -> bool:
         return self.cfg.loss.reconstruction_gan > 0 and res >= self.cfg.loss.reconstruction_gan_min_resolution
 
+    def _penalised(self, images_seen: int, batch_images: int) -> bool:
+        """Whether this discriminator step takes the gradient penalty: every `penalty_every`-th
+        step, counted from the images seen so that a resumed run penalises the same steps."""
+        w = self.cfg.loss
+        return w.penalty != "none" and w.penalty_weight > 0 and (images_seen // batch_images) % w.penalty_every == 0
+
     def _discriminator_terms(self, reals: list[Tensor], trans: list[Tensor], recon: list[Tensor],
-                             res: int, alpha: float) -> dict[str, Tensor]:
+                             res: int, alpha: float, penalised: bool) -> dict[str, Tensor]:
         w = self.cfg.loss
         terms: dict[str, Tensor] = {"d_translation": 0, "d_reconstruction": 0, "d_penalty": 0}
         for d in DOMAINS:
@@ -182,7 +188,7 @@ class TwinGANRecipe:
             if self._reconstruction_gan_on(res):
                 terms["d_reconstruction"] += losses.discriminator_loss(
                     real_logits, critic(recon[d].detach(), res, alpha), w.gan)
-            if w.penalty != "none" and w.penalty_weight > 0:
+            if penalised:
                 judge = functools.partial(critic, resolution=res, alpha=alpha)
                 terms["d_penalty"] += losses.gradient_penalty(w.penalty, judge, reals[d])
         return {k: v for k, v in terms.items() if isinstance(v, Tensor)}
@@ -216,10 +222,11 @@ class TwinGANRecipe:
         ctx.update(g_total, self.opt_g, self.generator_side, self.scaler_g)
         self.update_ema(reals[0].shape[0] * ctx.dist.world_size, images_seen)
 
-        d_weights = {"d_reconstruction": w.reconstruction_gan, "d_penalty": w.penalty_weight,
+        d_weights = {"d_reconstruction": w.reconstruction_gan, "d_penalty": w.penalty_weight * w.penalty_every,
                      **{D_TRANSLATION[d]: direction_weights[d] for d in DOMAINS}}
+        penalised = self._penalised(images_seen, reals[0].shape[0] * ctx.dist.world_size)
         with ctx.autocast():
-            d_terms = self._discriminator_terms(reals, trans, recon, res, alpha)
+            d_terms = self._discriminator_terms(reals, trans, recon, res, alpha, penalised)
             d_total = sum(d_weights[k] * v for k, v in d_terms.items() if k in d_weights)
         d_values = ctx.finite(detached_values(d_terms))
         if d_values is None:
