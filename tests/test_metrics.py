@@ -153,9 +153,9 @@ def test_training_evaluates_on_held_out_pictures(tmp_path):
 
 
 def test_training_keeps_its_best_checkpoint_by_held_out_swd(tmp_path):
-    """Evaluations at the final 8 px (12 to 24 images) choose the best; the newest-1 rule leaves
-    it alone; a resume before it drops it as a discarded future."""
-    preset = test_training.tiny_preset(tmp_path, train={"eval_every": 4, "eval_pictures": 2, "keep_checkpoints": 1})
+    """Evaluations at the final 8 px (12 to 24 images) choose the best; the newest-N rule leaves
+    it alone; a resume from 12 images drops a later best and the resumed run finds the same one."""
+    preset = test_training.tiny_preset(tmp_path, train={"eval_every": 4, "eval_pictures": 2, "keep_checkpoints": 2})
     result = Trainer(load_config(preset), tmp_path / "run", progress=False).run()
     rows = [json.loads(line) for line in (tmp_path / "run" / "eval.jsonl").read_text().splitlines()]
     final = [row for row in rows if row["resolution"] == 8]
@@ -164,8 +164,14 @@ def test_training_keeps_its_best_checkpoint_by_held_out_swd(tmp_path):
     best_at = max(row["images_seen"] for row, score in zip(final, scores) if score == min(scores))
     checkpoints = tmp_path / "run" / "checkpoints"
     assert result.best == checkpoints / f"best-{best_at:012d}.pt"
-    assert sorted(p.name for p in checkpoints.iterdir()) == sorted({result.best.name, "ckpt-000000000024.pt"})
+    assert sorted(p.name for p in checkpoints.iterdir()) == sorted(
+        {result.best.name, "ckpt-000000000012.pt", "ckpt-000000000024.pt"})
     assert load_checkpoint(result.best)["images_seen"] == best_at
+
+    resumed = Trainer(load_config(preset), tmp_path / "run", progress=False)
+    resumed.resume(checkpoints / "ckpt-000000000012.pt")
+    assert best_checkpoint(checkpoints) == (result.best if best_at == 12 else None)
+    assert resumed.run().best == result.best
 
     drop_best_after(checkpoints, best_at - 1)
     assert best_checkpoint(checkpoints) is None

@@ -57,6 +57,8 @@ def measure(preset: str, resolution: int, steps: int, warmup: int, device: str,
             trainer.step(*batches, phase)
             trainer.counters.images_seen += batch
 
+        lazy = getattr(cfg.loss, "penalty_every", 1)
+        steps = -(-steps // lazy) * lazy  # whole multiples, so the timed steps hold their share of penalties
         for _ in range(warmup):
             step()
         sync()
@@ -78,7 +80,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="twingan_selfie2anime_256")
     parser.add_argument("--resolutions", type=int, nargs="+", default=[64, 128, 256])
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=5,
+                        help="timed steps, rounded up to a multiple of loss.penalty_every")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("overrides", nargs="*", help="extra section.key=value overrides")

@@ -59,10 +59,16 @@ def best_checkpoint(directory: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def best_images(path: Path) -> int:
+    """Images seen by a best checkpoint, from its name."""
+    return int(path.stem.removeprefix("best-"))
+
+
 def drop_best_after(directory: Path, images_seen: int) -> None:
-    """Resume: a best checkpoint from later than the resume point belongs to a discarded future."""
+    """Resume: a best checkpoint from later than the resume point belongs to a discarded future
+    (the next evaluation at the final resolution then saves a new one)."""
     best = best_checkpoint(directory)
-    if best is not None and int(best.stem.removeprefix("best-")) > images_seen:
+    if best is not None and best_images(best) > images_seen:
         best.unlink(missing_ok=True)
 
 

@@ -33,8 +33,8 @@ from tqdm import tqdm
 
 from twingan import distributed
 from twingan.atomic import check_writable
-from twingan.checkpoint import (best_checkpoint, drop_best_after, latest_checkpoint, load_checkpoint, save_best,
-                                save_checkpoint)
+from twingan.checkpoint import (best_checkpoint, best_images, drop_best_after, latest_checkpoint, load_checkpoint,
+                                save_best, save_checkpoint)
 from twingan.config import RunConfig, config_to_dict, save_config
 from twingan.data.dataset import DomainDataset, scan_domain
 from twingan.data.images import BadImage, load_image
@@ -191,13 +191,19 @@ class Trainer:
             self._keep_if_best(run_log)
 
     def _keep_if_best(self, run_log: RunLog) -> None:
-        """Save the evaluated weights as the best checkpoint when this evaluation's SWD is the
-        lowest of the run's evaluations at the final resolution (ties go to the later one)."""
-        final = [row for row in run_log.evaluations() if row["resolution"] == self.cfg.model.resolution]
-        scores = [held_out_swd(row) for row in final]
-        if final and final[-1]["images_seen"] == self.counters.images_seen and scores[-1] <= min(scores):
-            path = save_best(self.state_dict(), self.run_dir / "checkpoints", self.counters.images_seen)
-            log.info("best held-out SWD so far (%.2f x1e3): %s", 1e3 * scores[-1], path)
+        """Save the evaluated weights as the best checkpoint when this evaluation's SWD is no
+        worse than the best checkpoint's, or when there is none (a resume may have dropped it)."""
+        directory = self.run_dir / "checkpoints"
+        rows = {row["images_seen"]: row for row in run_log.evaluations()
+                if row["resolution"] == self.cfg.model.resolution}
+        current = rows.get(self.counters.images_seen)
+        if current is None:
+            return
+        best = best_checkpoint(directory)
+        kept = rows.get(best_images(best)) if best is not None else None
+        if kept is None or held_out_swd(current) <= held_out_swd(kept):
+            path = save_best(self.state_dict(), directory, self.counters.images_seen)
+            log.info("best held-out SWD so far (%.2f x1e3): %s", 1e3 * held_out_swd(current), path)
 
     def _sample_inputs(self) -> list[Tensor]:
         """A fixed set of pictures per domain, at full resolution, for every sample grid."""
