@@ -29,12 +29,17 @@ def checkpoint_name(images_seen: int) -> str:
     return f"ckpt-{images_seen:012d}.pt"
 
 
+def _write(state: dict[str, Any], target: Path) -> Path:
+    """One checkpoint file with its format tag, via a temporary file and a rename."""
+    with atomic_path(target) as tmp:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
+    return target
+
+
 def save_checkpoint(state: dict[str, Any], directory: Path, images_seen: int, keep: int) -> Path:
     """Write `state` atomically as the newest checkpoint, then drop all but the newest `keep`."""
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / checkpoint_name(images_seen)
-    with atomic_path(target) as tmp:
-        torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
+    target = _write(state, directory / checkpoint_name(images_seen))
     for old in sorted(directory.glob(_PATTERN))[:-keep]:
         old.unlink(missing_ok=True)
     return target
@@ -44,9 +49,7 @@ def save_best(state: dict[str, Any], directory: Path, images_seen: int) -> Path:
     """Write `state` atomically as the run's best checkpoint (best-IMAGES.pt, which the newest-N
     rule never deletes), then remove the previous best."""
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / f"best-{images_seen:012d}.pt"
-    with atomic_path(target) as tmp:
-        torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
+    target = _write(state, directory / f"best-{images_seen:012d}.pt")
     for old in directory.glob(_BEST_PATTERN):
         if old != target:
             old.unlink(missing_ok=True)
