@@ -1,5 +1,5 @@
 """The Twin-GAN quality switches: model.norm, model.skip_gate, model.discriminator, loss.nce,
-train.final_phase_images, and the proxy score they are ranked by (docs/quality.md)."""
+model.skip_highpass_from, train.final_phase_images, and the proxy score they are ranked by (docs/quality.md)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from twingan.checkpoint import load_checkpoint
 from twingan.config import PRESET_DIR, ModelConfig, load_config
 from twingan.domains import DOMAIN_A, DOMAIN_B
 from twingan.evaluation import evaluate, proxy_scores
-from twingan.models.twingan.networks import Discriminator, DomainNorm2d, Generator, SkipGate, TwinGAN
+from twingan.models.twingan.networks import (Discriminator, DomainNorm2d, Generator, SkipGate, TwinGAN,
+                                             high_pass)
 from twingan.models.twingan.patch_nce import PatchNCE
 from twingan.schedule import build_phases
 from twingan.training import Trainer
@@ -119,6 +120,44 @@ def test_gates_learn_at_the_domain_switch_rate(tmp_path):
     switch = {id(p) for p in recipe.opt_g.param_groups[1]["params"]}
     gates = [m.weight for m in recipe.net.modules() if isinstance(m, SkipGate)]
     assert gates and all(id(g) in switch for g in gates)
+
+
+# ----------------------------------------------------------------- model.skip_highpass_from
+def test_the_high_pass_removes_flat_colour_and_keeps_an_edge():
+    flat = torch.randn(1, 4, 1, 1).expand(1, 4, 8, 8).contiguous()
+    torch.testing.assert_close(high_pass(flat), torch.zeros_like(flat))
+    impulse = torch.zeros(1, 1, 5, 5)
+    impulse[0, 0, 2, 2] = 1.0
+    out = high_pass(impulse)
+    assert out[0, 0, 2, 2] == 1.0
+    torch.testing.assert_close(out[0, 0, 1:4, 1:4].sum(), torch.tensor(0.0))
+    step = torch.zeros(1, 1, 6, 6)
+    step[..., 3:] = 1.0
+    assert high_pass(step)[0, 0, :, 2:4].abs().min() > 0.3
+
+
+def test_high_passed_links_cannot_carry_flat_colour_but_lower_links_can():
+    latent = torch.randn(2, 32, 4, 4)
+    skips = {hw: torch.randn(2, c, hw, hw) for hw, c in ((8, 32), (16, 32), (32, 16))}
+
+    def shifted(hw: int) -> dict[int, torch.Tensor]:
+        offset = torch.randn(1, skips[hw].shape[1], 1, 1)
+        return {**skips, hw: skips[hw] + offset}
+
+    gen = Generator(small_cfg(skip_highpass_from=32)).eval()
+    assert [hw for hw, block in gen.blocks.items() if block.high_pass] == ["32"]
+    for domain in (DOMAIN_A, DOMAIN_B):
+        torch.testing.assert_close(gen(latent, shifted(32), domain, RES), gen(latent, skips, domain, RES))
+        assert not torch.allclose(gen(latent, shifted(16), domain, RES), gen(latent, skips, domain, RES))
+    whole = Generator(small_cfg()).eval()
+    assert not any(block.high_pass for block in whole.blocks.values())
+    assert not torch.allclose(whole(latent, shifted(32), DOMAIN_B, RES), whole(latent, skips, DOMAIN_B, RES))
+
+
+@pytest.mark.parametrize("where", [4, 12, 64])
+def test_a_high_pass_outside_the_links_is_refused(where):
+    with pytest.raises(ValueError, match="model.skip_highpass_from"):
+        Generator(small_cfg(skip_highpass_from=where))
 
 
 # ----------------------------------------------------------------- model.trunk_blocks

@@ -102,6 +102,10 @@ class ModelConfig:
     skip_gate: Literal["none", "gated"] = "none"
     """UNet links: none concatenates the encoder features as they are (the original); gated scales
     them by a learned per-domain, per-channel gate that starts closed."""
+    skip_highpass_from: Annotated[int, pydantic.Field(ge=0)] = 0
+    """UNet links at this side and above pass only their high frequencies (each value minus the mean
+    of its 8 neighbours, StarGAN v2's high-pass), so they carry edges but not flat colour and
+    shading to copy (0: every link whole, the original)."""
     trunk_blocks: Annotated[int, pydantic.Field(ge=0, le=16)] = 0
     """Residual blocks (shared convolutions, domain norm) after the generator's block at
     trunk_resolution: the deep low-resolution trunk through which CycleGAN's and U-GAT-IT's

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import kornia.filters
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -54,6 +55,9 @@ def _check_config(cfg: ModelConfig) -> None:
     if cfg.trunk_blocks and cfg.trunk_resolution not in _resolutions(cfg.resolution):
         raise ValueError(f"model.trunk_resolution must be a power of two from 8 to model.resolution "
                          f"({cfg.resolution}), got {cfg.trunk_resolution}")
+    if cfg.skip_highpass_from and cfg.skip_highpass_from not in _resolutions(cfg.resolution):
+        raise ValueError(f"model.skip_highpass_from must be 0 (off) or a power of two from 8 to model.resolution "
+                         f"({cfg.resolution}), got {cfg.skip_highpass_from}")
     if cfg.character == "illust2vec" and not cfg.character_tags:
         raise ValueError("model.character=illust2vec needs at least one tag in model.character_tags")
 
@@ -284,6 +288,18 @@ class SkipGate(nn.Module):
         return skip * self.weight[domain].to(skip.dtype)[None, :, None, None]
 
 
+def high_pass(skip: Tensor) -> Tensor:
+    """Each link value minus the mean of its 8 neighbours (StarGAN v2's 3x3 high-pass on its links).
+
+    model.skip_highpass_from: a full-resolution link then carries where edges are, not the flat
+    colour and shading between them, so the generator can keep a photo's outline but has to paint
+    skin, hair and light in the target domain's way instead of copying them. kornia's
+    unnormalised 3x3 Laplacian is the neighbour sum minus 8 times the centre; / -8 keeps an
+    isolated value at its own size.
+    """
+    return kornia.filters.laplacian(skip, 3, border_type="reflect", normalized=False) / -8.0
+
+
 def encoder_channels(cfg: ModelConfig) -> dict[int, int]:
     """Channels of every encoder output by its side: the 4 x 4 latent and each UNet link."""
     return {4: num_channels(cfg, 4), **{hw: num_channels(cfg, hw // 2) for hw in _resolutions(cfg.resolution)}}
@@ -309,12 +325,13 @@ class _ResidualUnit(nn.Module):
 
 
 class _UpBlock(nn.Module):
-    """Generator block at hw: upsample, concatenate the (gated) encoder skip when linked, two conv3x3,
-    then the residual trunk when hw is model.trunk_resolution."""
+    """Generator block at hw: upsample, concatenate the (high-passed, gated) encoder skip when
+    linked, two conv3x3, then the residual trunk when hw is model.trunk_resolution."""
 
     def __init__(self, cfg: ModelConfig, hw: int) -> None:
         super().__init__()
         self.linked = hw <= cfg.unet_max_resolution
+        self.high_pass = self.linked and 0 < cfg.skip_highpass_from <= hw
         c_in = num_channels(cfg, hw // 2) * (2 if self.linked else 1)
         self.gate = SkipGate(num_channels(cfg, hw // 2)) if self.linked and cfg.skip_gate == "gated" else None
         self.conv0 = ConvUnit(cfg, c_in, num_channels(cfg, hw), condition_dim=cfg.code_dim)
@@ -325,6 +342,8 @@ class _UpBlock(nn.Module):
     def forward(self, h: Tensor, skip: Tensor | None, domain: int, condition: Tensor | None) -> Tensor:
         h = F.interpolate(h, scale_factor=2, mode="nearest")
         if self.linked:
+            if self.high_pass:
+                skip = high_pass(skip)
             h = torch.cat([h, skip if self.gate is None else self.gate(skip, domain)], dim=1)
         h = self.conv1(self.conv0(h, domain, condition), domain, condition)
         for unit in self.trunk:
