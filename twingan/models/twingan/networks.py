@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 
-import kornia.filters
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -295,8 +294,11 @@ def high_pass(skip: Tensor) -> Tensor:
     colour and shading between them, so the generator can keep a photo's outline but has to paint
     skin, hair and light in the target domain's way instead of copying them. kornia's
     unnormalised 3x3 Laplacian is the neighbour sum minus 8 times the centre; / -8 keeps an
-    isolated value at its own size.
+    isolated value at its own size. Imported here, as in character.py: kornia costs about 0.3 s
+    at start-up, which translating with a model without the switch should not pay.
     """
+    import kornia.filters
+
     return kornia.filters.laplacian(skip, 3, border_type="reflect", normalized=False) / -8.0
 
 
