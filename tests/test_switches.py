@@ -17,7 +17,7 @@ from twingan.checkpoint import load_checkpoint
 from twingan.config import PRESET_DIR, ModelConfig, load_config
 from twingan.domains import DOMAIN_A, DOMAIN_B
 from twingan.evaluation import evaluate, proxy_scores
-from twingan.models.twingan.networks import (Discriminator, DomainNorm2d, Generator, SkipGate, TwinGAN,
+from twingan.models.twingan.networks import (Conv2d, Discriminator, DomainNorm2d, Generator, SkipGate, TwinGAN,
                                              high_pass)
 from twingan.models.twingan.patch_nce import PatchNCE
 from twingan.schedule import build_phases
@@ -212,6 +212,22 @@ def test_a_patch_cell_sees_only_its_part_of_the_picture():
     assert cells[0, 0].abs() > 0 and torch.all(cells[12:, 12:] == 0)
 
 
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_discriminator_width_widens_every_critic_stage_and_keeps_its_scores(alpha):
+    """The generator side is untouched: only the critics' channels grow, their outputs do not."""
+    thin = Discriminator(small_cfg(discriminator="patch", patch_scale=4))
+    wide = Discriminator(small_cfg(discriminator="patch", patch_scale=4, discriminator_width=3))
+    convs = [(layer.weight.shape, wide.get_submodule(name).weight.shape)
+             for name, layer in thin.named_modules() if isinstance(layer, Conv2d)]
+    for thin_shape, wide_shape in convs:
+        patch_head = thin_shape[0] == 1
+        assert wide_shape[0] == thin_shape[0] * (1 if patch_head else 3)
+    x = torch.rand(4, 3, RES, RES)
+    assert wide(x, RES, alpha).shape == thin(x, RES, alpha).shape == (4, 2 * 64)
+    assert sum(p.numel() for p in TwinGAN(small_cfg(discriminator_width=3)).parameters()) == \
+        sum(p.numel() for p in TwinGAN(small_cfg()).parameters())
+
+
 # ----------------------------------------------------------------- loss.nce
 def test_patch_nce_is_low_when_patches_match_and_the_source_gets_no_gradient():
     nce = PatchNCE({4: 8, 8: 6})
@@ -257,7 +273,7 @@ def test_nce_heads_are_trained_saved_and_resumed(tmp_path):
 # ----------------------------------------------------------------- all switches together
 def test_every_switch_trains_translates_and_reloads(tmp_path):
     overrides = ["model.norm=layer_instance", "model.skip_gate=gated", "model.discriminator=patch", "loss.nce=1",
-                 "model.trunk_blocks=1", "model.trunk_resolution=8"]
+                 "model.trunk_blocks=1", "model.trunk_resolution=8", "model.discriminator_width=2"]
     Trainer(load_config(tiny_preset(tmp_path), overrides), tmp_path / "run", progress=False).run()
     translator = Translator.from_checkpoint(tmp_path / "run", "cpu")
     sets = {d: torch.rand(4, 3, 8, 8) * 2 - 1 for d in "ab"}

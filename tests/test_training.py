@@ -229,6 +229,20 @@ def test_domain_switch_parameters_get_their_own_learning_rate(tmp_path):
     assert len(rest["params"]) + len(switch["params"]) == len(list(recipe.net.parameters()))
 
 
+def test_discriminator_learning_rate_multiplier_scales_the_critics_first_step(tmp_path):
+    """Adam's first step moves every parameter with a gradient by the lr itself, so the largest
+    change of a critic weight after one step is the critics' lr: the shared one times the factor."""
+    multiplier = 4.0
+    overrides = [f"train.discriminator_lr_multiplier={multiplier}", "train.max_images=1"]
+    trainer = Trainer(load_config(tiny_preset(tmp_path), overrides), tmp_path / "run", progress=False)
+    recipe = trainer.recipe
+    assert recipe.opt_d.param_groups[0]["lr"] == pytest.approx(multiplier * recipe.opt_g.param_groups[0]["lr"])
+    before = [p.detach().clone() for p in recipe.discs.parameters()]
+    trainer.run()
+    moved = max(float((p.detach() - q).abs().max()) for p, q in zip(recipe.discs.parameters(), before))
+    assert moved == pytest.approx(multiplier * trainer.cfg.train.lr, rel=1e-3)
+
+
 def test_translation_gan_a_weights_the_photo_critic_apart(tmp_path):
     """With the photo direction's weight at 0 and no other critic term, only the anime critic learns."""
     overrides = ["loss.translation_gan_a=0", "loss.reconstruction_gan=0", "loss.penalty=none", "train.max_images=4"]

@@ -12,6 +12,10 @@ critic's own fault or the game's:
     # read out a trained run's anime critic on real anime, translated photos and real photos
     python tools/critic_check.py --checkpoint runs/quality/runs/twingan
 
+    # train a fresh critic on real anime against a run's photo -> anime translations: if it
+    # learns to tell them apart while the run's own critic sat near chance, the run's critic lagged
+    python tools/critic_check.py --against runs/quality/runs/twingan-ref
+
 Both use tools/quality_run.py's split (training pictures to learn from, held-out ones to score).
 """
 
@@ -33,11 +37,26 @@ from twingan.evaluation import load_set
 
 BATCH = 8
 HELD_OUT = 200
+TRANSLATED = 1500
+"""Training photos translated for --against: enough that 300 steps of 8 rarely repeat one."""
 
 
 def mean_scores(critic: torch.nn.Module, x: torch.Tensor, resolution: int) -> torch.Tensor:
     """Each picture's mean score: what the GAN losses average."""
     return critic(x, resolution).reshape(x.shape[0], -1).mean(1)
+
+
+@torch.no_grad()
+def translations(checkpoint: Path, photos: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Photo -> anime by the run's EMA networks, in chunks so a few thousand pictures fit in memory."""
+    from twingan.models.twingan.networks import TwinGAN
+
+    path = find_checkpoint(checkpoint)
+    state = load_checkpoint(path)
+    net = TwinGAN(config_from_dict(state["config"], f"checkpoint {path}").model).eval()
+    net.load_state_dict(state["ema"])
+    return torch.cat([net.generator(*net.encoder(chunk, DOMAIN_A, resolution), DOMAIN_B, resolution)
+                      for chunk in photos.split(100)])
 
 
 def train_fresh(args: argparse.Namespace, data: Path) -> None:
@@ -47,6 +66,9 @@ def train_fresh(args: argparse.Namespace, data: Path) -> None:
     res = cfg.model.resolution
     train = {d: load_set(data / f"train_{d}", res, cfg.data.resize, []) for d in "ab"}
     test = {d: load_set(data / f"test_{d}", res, cfg.data.resize, [])[:HELD_OUT] for d in "ab"}
+    if args.against:
+        train["a"] = translations(args.against, train["a"][:TRANSLATED], res)
+        test["a"] = translations(args.against, test["a"], res)
     torch.manual_seed(args.seed)
     critic = Discriminator(cfg.model)
     opt = torch.optim.Adam(critic.parameters(), lr=cfg.train.lr, betas=(cfg.train.beta1, cfg.train.beta2))
@@ -65,8 +87,9 @@ def train_fresh(args: argparse.Namespace, data: Path) -> None:
             with torch.no_grad():
                 anime, photo = judge(critic, test["b"]), judge(critic, test["a"])
             accuracy = ((anime > 0).float().mean() + (photo < 0).float().mean()) / 2
+            fakes = "translation" if args.against else "photo"
             print(f"step {step}: loss {loss.item():.3f}, held-out accuracy {accuracy:.2f}, mean score anime "
-                  f"{anime.mean():.2f} / photo {photo.mean():.2f} ({time.monotonic() - started:.0f} s)", flush=True)
+                  f"{anime.mean():.2f} / {fakes} {photo.mean():.2f} ({time.monotonic() - started:.0f} s)", flush=True)
 
 
 @torch.no_grad()
@@ -94,6 +117,8 @@ def read_out(args: argparse.Namespace, data: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, help="Read out this run's critic instead of training one.")
+    parser.add_argument("--against", type=Path,
+                        help="Train the fresh critic against this run's photo -> anime translations, not photos.")
     parser.add_argument("--preset", default="twingan_cpu_64")
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--steps", type=int, default=300)

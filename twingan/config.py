@@ -116,6 +116,11 @@ class ModelConfig:
     """global: one logit per picture (the original); patch: also one per cell of a grid."""
     patch_scale: Annotated[int, pydantic.Field(ge=2)] = 8
     """Patch critic: the grid is the picture's side / patch_scale (at least 4 x 4)."""
+    discriminator_width: Annotated[int, pydantic.Field(ge=1, le=8)] = 1
+    """Factor on every discriminator stage's channels (1: the encoder's widths, the original). A
+    critic as thin as the generator's top stages (16 channels at 64 px in the CPU presets) may
+    not see what still tells a translation from a drawing; CycleGAN's and U-GAT-IT's critics are
+    several times wider than their generators' outer layers."""
     mbstd_group_size: Positive = 4
     """Pictures per group of the discriminators' minibatch standard-deviation feature (PGGAN), which
     lets them see a collapsed batch."""
@@ -241,6 +246,9 @@ class TrainConfig(LoopConfig):
     """Learning-rate factor for the per-domain batch-norm scales and shifts. Adam moves every
     parameter by about lr per step whatever its size; these are O(1) while N(0, 0.02) conv weights
     are 50 times smaller, so at one shared rate the domain switch learns 50 times slower, relatively."""
+    discriminator_lr_multiplier: Annotated[float, pydantic.Field(gt=0.0)] = 1.0
+    """Learning-rate factor for the two discriminators (TTUR, Heusel et al. 2017: a critic that
+    learns faster than the generator it judges). 1: one rate for all, the original."""
     batch_size: dict[int, Positive] = field(default_factory=_published_batch_sizes)
     """Batch size per resolution."""
     start_resolution: int = 4

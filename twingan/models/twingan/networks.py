@@ -425,6 +425,9 @@ class Discriminator(nn.Module):
         self.group_size = cfg.mbstd_group_size
         self.patch_scale = cfg.patch_scale if cfg.discriminator == "patch" else None
 
+        def width(hw: int) -> int:
+            return num_channels(cfg, hw) * cfg.discriminator_width
+
         def conv(c_in: int, c_out: int, kernel: int, padding: int = 0) -> nn.Module:
             layer = Conv2d(c_in, c_out, kernel, padding, equalized=cfg.equalized_lr, init=cfg.weight_init)
             return spectral_norm(layer) if cfg.spectral_norm else layer
@@ -433,21 +436,21 @@ class Discriminator(nn.Module):
             return nn.Sequential(conv(c_in, c_out, kernel, padding), nn.LeakyReLU(0.2))
 
         self.from_rgb = nn.ModuleDict(
-            {str(hw): act_conv(image_channels, num_channels(cfg, hw), 1) for hw in [4, *_resolutions(cfg.resolution)]}
+            {str(hw): act_conv(image_channels, width(hw), 1) for hw in [4, *_resolutions(cfg.resolution)]}
         )
         self.blocks = nn.ModuleDict(
-            {str(hw): nn.Sequential(act_conv(num_channels(cfg, hw), num_channels(cfg, hw), 3, 1),
-                                    act_conv(num_channels(cfg, hw), num_channels(cfg, hw // 2), 3, 1),
+            {str(hw): nn.Sequential(act_conv(width(hw), width(hw), 3, 1),
+                                    act_conv(width(hw), width(hw // 2), 3, 1),
                                     nn.AvgPool2d(2))
              for hw in _resolutions(cfg.resolution)}
         )
-        c4 = num_channels(cfg, 4)
+        c4 = width(4)
         self.conv4 = act_conv(c4 + 1, c4, 3, 1)
         self.dense4 = act_conv(c4, c4, 4)
         out = Linear(c4, 1, equalized=cfg.equalized_lr, init=cfg.weight_init)
         self.out = spectral_norm(out) if cfg.spectral_norm else out
         if self.patch_scale is not None:
-            self.patch_heads = nn.ModuleDict({str(hw): conv(num_channels(cfg, hw), 1, 1)
+            self.patch_heads = nn.ModuleDict({str(hw): conv(width(hw), 1, 1)
                                               for hw in [4, *_resolutions(cfg.resolution // 2)]})
 
     def forward(self, x: Tensor, resolution: int, alpha: float = 1.0) -> Tensor:

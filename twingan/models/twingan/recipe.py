@@ -102,7 +102,8 @@ class TwinGANRecipe:
         self.opt_g = torch.optim.Adam([{"params": rest},
                                        {"params": switch, "lr": cfg.train.lr * cfg.train.domain_switch_lr_multiplier}],
                                       **adam)
-        self.opt_d = torch.optim.Adam(self.discs.parameters(), **adam)
+        self.opt_d = torch.optim.Adam(self.discs.parameters(),
+                                      **(adam | {"lr": cfg.train.lr * cfg.train.discriminator_lr_multiplier}))
         self.scaler_g, self.scaler_d = ctx.grad_scaler(), ctx.grad_scaler()
 
     def batch_size(self, phase: Phase) -> int:
