@@ -72,7 +72,7 @@ def train_fresh(args: argparse.Namespace, data: Path) -> None:
     torch.manual_seed(args.seed)
     critic = Discriminator(cfg.model)
     opt = torch.optim.Adam(critic.parameters(), lr=cfg.train.lr, betas=(cfg.train.beta1, cfg.train.beta2))
-    judge = functools.partial(mean_scores, resolution=res)
+    judge = functools.partial(mean_scores, critic, resolution=res)
     started = time.monotonic()
     for step in range(args.steps + 1):
         real = train["b"][torch.randint(0, len(train["b"]), (BATCH,))]
@@ -85,7 +85,7 @@ def train_fresh(args: argparse.Namespace, data: Path) -> None:
         opt.step()
         if step % 100 == 0:
             with torch.no_grad():
-                anime, photo = judge(critic, test["b"]), judge(critic, test["a"])
+                anime, photo = judge(test["b"]), judge(test["a"])
             accuracy = ((anime > 0).float().mean() + (photo < 0).float().mean()) / 2
             fakes = "translation" if args.against else "photo"
             print(f"step {step}: loss {loss.item():.3f}, held-out accuracy {accuracy:.2f}, mean score anime "
