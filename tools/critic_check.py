@@ -34,6 +34,7 @@ from twingan.checkpoint import find_checkpoint, load_checkpoint
 from twingan.config import config_from_dict, load_config
 from twingan.domains import DOMAIN_A, DOMAIN_B, DOMAINS
 from twingan.evaluation import load_set
+from twingan.translator import Translator
 
 BATCH = 8
 HELD_OUT = 200
@@ -47,16 +48,10 @@ def mean_scores(critic: torch.nn.Module, x: torch.Tensor, resolution: int) -> to
 
 
 @torch.no_grad()
-def translations(checkpoint: Path, photos: torch.Tensor, resolution: int) -> torch.Tensor:
-    """Photo -> anime by the run's EMA networks, in chunks so a few thousand pictures fit in memory."""
-    from twingan.models.twingan.networks import TwinGAN
-
-    path = find_checkpoint(checkpoint)
-    state = load_checkpoint(path)
-    net = TwinGAN(config_from_dict(state["config"], f"checkpoint {path}").model).eval()
-    net.load_state_dict(state["ema"])
-    return torch.cat([net.generator(*net.encoder(chunk, DOMAIN_A, resolution), DOMAIN_B, resolution)
-                      for chunk in photos.split(100)])
+def translations(checkpoint: Path, photos: torch.Tensor) -> torch.Tensor:
+    """Photo -> anime as `twingan translate` makes it, in chunks so a few thousand pictures fit in memory."""
+    translator = Translator.from_checkpoint(checkpoint, "cpu")
+    return torch.cat([translator.run(chunk) for chunk in photos.split(100)])
 
 
 def train_fresh(args: argparse.Namespace, data: Path) -> None:
@@ -67,8 +62,8 @@ def train_fresh(args: argparse.Namespace, data: Path) -> None:
     train = {d: load_set(data / f"train_{d}", res, cfg.data.resize, []) for d in "ab"}
     test = {d: load_set(data / f"test_{d}", res, cfg.data.resize, [])[:HELD_OUT] for d in "ab"}
     if args.against:
-        train["a"] = translations(args.against, train["a"][:TRANSLATED], res)
-        test["a"] = translations(args.against, test["a"], res)
+        train["a"] = translations(args.against, train["a"][:TRANSLATED])
+        test["a"] = translations(args.against, test["a"])
     torch.manual_seed(args.seed)
     critic = Discriminator(cfg.model)
     opt = torch.optim.Adam(critic.parameters(), lr=cfg.train.lr, betas=(cfg.train.beta1, cfg.train.beta2))
