@@ -7,7 +7,7 @@ import torch
 
 from twingan import losses
 from twingan.models.twingan.recipe import fade_reals
-from twingan.schedule import build_phases, phase_at
+from twingan.schedule import build_phases, lr_factor, phase_at
 
 
 def test_phases_grow_with_fade_then_stable():
@@ -23,6 +23,11 @@ def test_phases_grow_with_fade_then_stable():
 def test_impossible_schedules_are_refused(start, final):
     with pytest.raises(ValueError):
         build_phases(start, final, 10)
+
+
+def test_lr_factor_is_constant_then_falls_linearly_to_zero():
+    assert [lr_factor(n, None, 100) for n in (0, 10_000)] == [1.0, 1.0]
+    assert [lr_factor(n, 1000, 100) for n in (0, 1000, 1025, 1050, 1100, 5000)] == [1.0, 1.0, 0.75, 0.5, 0.0, 0.0]
 
 
 def test_fade_reals_blends_towards_the_coarse_picture():

@@ -243,6 +243,32 @@ def test_discriminator_learning_rate_multiplier_scales_the_critics_first_step(tm
     assert moved == pytest.approx(multiplier * trainer.cfg.train.lr, rel=1e-3)
 
 
+def test_lr_decay_sets_every_optimiser_group_and_the_log(tmp_path):
+    """Four steps of 4 images with the decay over 8 images from image 4: the rates at steps 2-4 are
+    1, 0.5 and 0 times the lr; the multipliers of the domain switch and the critics are kept, and a
+    step at rate 0 moves no critic weight. The log gives the rate at its row's image count."""
+    overrides = ["train.lr_decay_start=4", "train.lr_decay_images=8", "train.max_images=16",
+                 "train.discriminator_lr_multiplier=2", "train.log_every=1", "loss.penalty=none"]
+    trainer = Trainer(load_config(tiny_preset(tmp_path), overrides), tmp_path / "run", progress=False)
+    recipe, t = trainer.recipe, trainer.cfg.train
+    seen, step = [], recipe.step
+
+    def recording_step(reals, phase, images_seen):
+        before = [p.detach().clone() for p in recipe.discs.parameters()]
+        values = step(reals, phase, images_seen)
+        critic_moved = any(not torch.equal(p, q) for p, q in zip(recipe.discs.parameters(), before))
+        seen.append([g["lr"] for opt in (recipe.opt_g, recipe.opt_d) for g in opt.param_groups] + [critic_moved])
+        return values
+
+    recipe.step = recording_step
+    trainer.run()
+    rates = [1.0, 1.0, 0.5, 0.0]
+    assert seen == [pytest.approx([t.lr * r, t.lr * r * t.domain_switch_lr_multiplier, 2 * t.lr * r, r > 0])
+                    for r in rates]
+    logged = [(row["images_seen"], row["lr"]) for row in metrics(tmp_path / "run")]
+    assert logged == [(4, pytest.approx(t.lr)), (8, pytest.approx(t.lr / 2)), (12, 0.0), (16, 0.0)]
+
+
 def test_translation_gan_a_weights_the_photo_critic_apart(tmp_path):
     """With the photo direction's weight at 0 and no other critic term, only the anime critic learns."""
     overrides = ["loss.translation_gan_a=0", "loss.reconstruction_gan=0", "loss.penalty=none", "train.max_images=4"]

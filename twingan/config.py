@@ -249,6 +249,12 @@ class TrainConfig(LoopConfig):
     discriminator_lr_multiplier: Annotated[float, pydantic.Field(gt=0.0)] = 1.0
     """Learning-rate factor for the two discriminators (TTUR, Heusel et al. 2017: a critic that
     learns faster than the generator it judges). 1: one rate for all, the original."""
+    lr_decay_start: Annotated[int, pydantic.Field(ge=0)] | None = None
+    """Images seen at which every learning rate starts falling linearly to zero (null: constant,
+    the original). A constant rate kept moving the long CPU run towards anime shapes and then
+    collapsed its colours (docs/quality.md); a decay lets it settle where it stands."""
+    lr_decay_images: Positive = 20_000
+    """Images over which the decay reaches zero; stop the run there (train.max_images)."""
     batch_size: dict[int, Positive] = field(default_factory=_published_batch_sizes)
     """Batch size per resolution."""
     start_resolution: int = 4

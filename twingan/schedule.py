@@ -68,3 +68,12 @@ def phase_at(phases: list[Phase], images_seen: int) -> Phase:
         if images_seen < phase.end:
             return phase
     return phases[-1]
+
+
+def lr_factor(images_seen: int, decay_start: int | None, decay_images: int) -> float:
+    """The learning rate's multiple at `images_seen`: 1, then linear to 0 over `decay_images` from
+    `decay_start` (None: 1 throughout). A pure function of images seen, like the phases, so a
+    resumed run gets the right rate without scheduler state."""
+    if decay_start is None or images_seen <= decay_start:
+        return 1.0
+    return max(0.0, 1.0 - (images_seen - decay_start) / decay_images)

@@ -25,7 +25,7 @@ from twingan.models.protocols import TrainingData
 from twingan.models.twingan.character import code_consistency, contrastive_loss, load_tag_code
 from twingan.models.twingan.networks import Discriminator, DomainNorm2d, SkipGate, TwinGAN, encoder_channels
 from twingan.models.twingan.patch_nce import PatchNCE, feature_levels
-from twingan.schedule import Phase, build_phases
+from twingan.schedule import Phase, build_phases, lr_factor
 from twingan.stepping import StepContext, detached_values
 
 
@@ -110,7 +110,19 @@ class TwinGANRecipe:
         return self.cfg.train.batch_size[phase.resolution]
 
     def learning_rate(self, images_seen: int) -> float:
-        return self.cfg.train.lr
+        t = self.cfg.train
+        return t.lr * lr_factor(images_seen, t.lr_decay_start, t.lr_decay_images)
+
+    def _set_learning_rates(self, images_seen: int) -> None:
+        """Every group's rate for this step, from the config rather than the optimiser's state, so
+        the multipliers hold and a resumed run with another train.lr or decay takes it."""
+        t = self.cfg.train
+        lr = self.learning_rate(images_seen)
+        self.opt_g.param_groups[0]["lr"] = lr
+        self.opt_g.param_groups[1]["lr"] = lr * t.domain_switch_lr_multiplier
+        self.opt_d.param_groups[0]["lr"] = lr * t.discriminator_lr_multiplier
+        if self.source == "learned":
+            self.opt_c.param_groups[0]["lr"] = lr
 
     # ----------------------------------------------------------------- one step
     def _character_code(self, anime: Tensor, net: nn.Module) -> Tensor:
@@ -203,6 +215,7 @@ class TwinGANRecipe:
                    "reconstruction_gan": w.reconstruction_gan, "character": w.character, "nce": w.nce,
                    **{TRANSLATION_GAN[d]: direction_weights[d] for d in DOMAINS}}
         reals = [fade_reals(x, alpha) for x in reals]
+        self._set_learning_rates(images_seen)
         c_values: dict[str, float] = {}
         if self.source == "learned" and w.character_contrastive > 0:
             c_values = self._character_step(reals[DOMAIN_B])
