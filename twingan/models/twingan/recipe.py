@@ -99,11 +99,9 @@ class TwinGANRecipe:
             distributed.broadcast_parameters(self.nce, ctx.dist)
             rest += list(self.nce.parameters())
         self.generator_side = nn.ModuleList([self.net, *([self.nce] if self.nce is not None else [])])
-        self.opt_g = torch.optim.Adam([{"params": rest},
-                                       {"params": switch, "lr": cfg.train.lr * cfg.train.domain_switch_lr_multiplier}],
-                                      **adam)
-        self.opt_d = torch.optim.Adam(self.discs.parameters(),
-                                      **(adam | {"lr": cfg.train.lr * cfg.train.discriminator_lr_multiplier}))
+        self.opt_g = torch.optim.Adam([{"params": rest}, {"params": switch}], **adam)
+        self.opt_d = torch.optim.Adam(self.discs.parameters(), **adam)
+        self._set_learning_rates(0)
         self.scaler_g, self.scaler_d = ctx.grad_scaler(), ctx.grad_scaler()
 
     def batch_size(self, phase: Phase) -> int:
@@ -114,8 +112,8 @@ class TwinGANRecipe:
         return t.lr * lr_factor(images_seen, t.lr_decay_start, t.lr_decay_images)
 
     def _set_learning_rates(self, images_seen: int) -> None:
-        """Every group's rate for this step, from the config rather than the optimiser's state, so
-        the multipliers hold and a resumed run with another train.lr or decay takes it."""
+        """Every group's rate for this step, the one place the multipliers apply: taken from the config
+        rather than the optimiser's state, so a resumed run with another train.lr or decay takes it."""
         t = self.cfg.train
         lr = self.learning_rate(images_seen)
         self.opt_g.param_groups[0]["lr"] = lr
