@@ -1,5 +1,6 @@
 """The Twin-GAN quality switches: model.norm, model.skip_gate, model.discriminator, loss.nce,
-model.skip_highpass_from, train.final_phase_images, and the proxy score they are ranked by (docs/quality.md)."""
+model.skip_highpass_from, model.skip_dropout, loss.link_adversarial, train.final_phase_images, and
+the proxy score they are ranked by (docs/quality.md)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from twingan.checkpoint import load_checkpoint
 from twingan.config import PRESET_DIR, ModelConfig, load_config
 from twingan.domains import DOMAIN_A, DOMAIN_B
 from twingan.evaluation import evaluate, proxy_scores
+from twingan.errors import UserError
+from twingan.models.twingan.link_critic import LinkCritic, critic_loss, encoder_loss
 from twingan.models.twingan.networks import (Conv2d, Discriminator, DomainNorm2d, Generator, SkipGate, TwinGAN,
-                                             high_pass)
+                                             drop_links, high_pass)
 from twingan.models.twingan.patch_nce import PatchNCE
 from twingan.schedule import build_phases
 from twingan.training import Trainer
@@ -160,6 +163,38 @@ def test_a_high_pass_outside_the_links_is_refused(where):
         Generator(small_cfg(skip_highpass_from=where))
 
 
+# ----------------------------------------------------------------- model.skip_dropout
+def test_drop_links_zeroes_whole_pictures_at_about_the_rate_and_keeps_the_rest_as_they_are():
+    skip = torch.randn(4000, 3, 2, 2) + 5.0
+    dropped = drop_links(skip, 0.3)
+    zero = (dropped == 0).flatten(1).all(dim=1)
+    kept = (dropped == skip).flatten(1).all(dim=1)
+    assert bool((zero ^ kept).all())
+    assert 0.27 < zero.float().mean().item() < 0.33
+
+
+def test_dropped_links_carry_nothing_in_training_and_every_link_serves_inference():
+    latent = torch.randn(2, 32, 4, 4)
+    skips = {hw: torch.randn(2, c, hw, hw) for hw, c in ((8, 32), (16, 32), (32, 16))}
+    changed = {hw: torch.randn_like(s) for hw, s in skips.items()}
+    gen = Generator(small_cfg(skip_dropout=0.9999999))
+    assert [block.dropout for block in gen.blocks.values()] == [0.9999999] * 3
+    for domain in (DOMAIN_A, DOMAIN_B):
+        gen.train()
+        torch.testing.assert_close(gen(latent, changed, domain, RES), gen(latent, skips, domain, RES))
+        gen.eval()
+        assert not torch.allclose(gen(latent, changed, domain, RES), gen(latent, skips, domain, RES))
+    plain = Generator(small_cfg()).eval()
+    plain.load_state_dict(gen.state_dict())
+    torch.testing.assert_close(plain(latent, skips, DOMAIN_B, RES), gen(latent, skips, DOMAIN_B, RES))
+
+
+@pytest.mark.parametrize("probability", ["1.0", "-0.1"])
+def test_a_link_dropout_outside_zero_to_one_is_refused(probability):
+    with pytest.raises(UserError, match="model.skip_dropout"):
+        load_config("twingan_cpu_64", [f"model.skip_dropout={probability}"])
+
+
 # ----------------------------------------------------------------- model.trunk_blocks
 def test_the_trunk_sits_at_its_resolution_and_switches_with_the_domain():
     cfg = small_cfg(trunk_blocks=2, trunk_resolution=16)
@@ -226,6 +261,73 @@ def test_discriminator_width_widens_every_critic_stage_and_keeps_its_scores(alph
     assert wide(x, RES, alpha).shape == thin(x, RES, alpha).shape == (4, 2 * 64)
     assert sum(p.numel() for p in TwinGAN(small_cfg(discriminator_width=3)).parameters()) == \
         sum(p.numel() for p in TwinGAN(small_cfg()).parameters())
+
+
+# ----------------------------------------------------------------- loss.link_adversarial
+LINK_SHAPES = {4: (8, 4, 4), 8: (6, 8, 8)}
+
+
+def _two_domains_features(pattern: dict[int, torch.Tensor]) -> list[dict[int, torch.Tensor]]:
+    """Latent and one link per domain, 16 pictures each; anime's differ from the photos' by `pattern`."""
+    return [{hw: torch.randn(16, *shape) + (pattern[hw] if d == DOMAIN_B else 0.0)
+             for hw, shape in LINK_SHAPES.items()} for d in (DOMAIN_A, DOMAIN_B)]
+
+
+def test_the_link_critic_learns_to_tell_the_domains_features_apart():
+    critic = LinkCritic({4: 8, 8: 6})
+    pattern = {hw: torch.randn(*shape) for hw, shape in LINK_SHAPES.items()}
+    assert critic(_two_domains_features(pattern)[DOMAIN_A]).shape == (16, 2)
+    optimiser = torch.optim.Adam(critic.parameters(), lr=3e-3)
+    for _ in range(80):
+        loss = critic_loss(critic, _two_domains_features(pattern))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    chance = 2 * math.log(2)
+    with torch.no_grad():
+        assert float(critic_loss(critic, _two_domains_features(pattern))) < 0.3 * chance
+        alike = _two_domains_features({hw: torch.zeros(*shape) for hw, shape in LINK_SHAPES.items()})
+        assert float(critic_loss(critic, alike)) > 0.7 * chance
+
+
+def test_the_encoder_term_is_lowest_at_one_half_and_reaches_only_the_features():
+    critic = LinkCritic({4: 8, 8: 6})
+    pattern = {hw: torch.randn(*shape) for hw, shape in LINK_SHAPES.items()}
+    features = [{hw: x.requires_grad_() for hw, x in levels.items()} for levels in _two_domains_features(pattern)]
+    with torch.no_grad():
+        for head in critic.heads.values():
+            head[-1].weight.zero_()
+            head[-1].bias.zero_()
+    torch.testing.assert_close(encoder_loss(critic, features), torch.tensor(2 * math.log(2)))
+    with torch.no_grad():
+        for head in critic.heads.values():
+            head[-1].weight.normal_(std=0.01)
+            head[-1].bias.fill_(3.0)
+    loss = encoder_loss(critic, features)
+    assert float(loss) > 2 * math.log(2) + 1.0
+    critic.requires_grad_(False)
+    loss.backward()
+    assert all(x.grad is not None and x.grad.abs().sum() > 0 for levels in features for x in levels.values())
+
+
+def test_the_link_critic_is_trained_with_the_critics_logged_saved_and_resumed(tmp_path):
+    cfg = load_config(tiny_preset(tmp_path, loss={"link_adversarial": 1.0}))
+    trainer = Trainer(cfg, tmp_path / "full", progress=False)
+    recipe = trainer.recipe
+    assert {id(p) for p in recipe.link_critic.parameters()} <= {id(p) for p in recipe.opt_d.param_groups[0]["params"]}
+    before = [p.detach().clone() for p in recipe.link_critic.parameters()]
+    trainer.run()
+    assert any(not torch.equal(p, q) for p, q in zip(recipe.link_critic.parameters(), before))
+    logged = metrics(tmp_path / "full")
+    assert all({"link_adversarial", "d_link"} <= set(row) for row in logged)
+    assert any(k.startswith("heads.") for k in load_checkpoint(tmp_path / "full")["link_critic"])
+    resumed = Trainer(cfg, tmp_path / "resumed", progress=False)
+    resumed.resume(tmp_path / "full" / "checkpoints" / "ckpt-000000000012.pt")
+    resumed.run()
+    tail = [m["d_link"] for m in logged if m["images_seen"] > 12]
+    assert tail == pytest.approx([m["d_link"] for m in metrics(tmp_path / "resumed")], rel=1e-5)
+    off = Trainer(load_config(tiny_preset(tmp_path)), tmp_path / "off", progress=False).recipe
+    assert off.link_critic is None and "link_critic" not in off.state_dict()
 
 
 # ----------------------------------------------------------------- loss.nce

@@ -106,6 +106,11 @@ class ModelConfig:
     """UNet links at this side and above pass only their high frequencies (each value minus the mean
     of its 8 neighbours, StarGAN v2's high-pass), so they carry edges but not flat colour and
     shading to copy (0: every link whole, the original)."""
+    skip_dropout: Annotated[float, pydantic.Field(ge=0.0, lt=1.0)] = 0.0
+    """In training, each UNet link of each picture is zeroed with this probability, independently
+    per link, so the generator must also draw the target domain from coarser features alone
+    instead of copying the source's detail through the links (0: every link always, the
+    original). Inference always passes every link."""
     trunk_blocks: Annotated[int, pydantic.Field(ge=0, le=16)] = 0
     """Residual blocks (shared convolutions, domain norm) after the generator's block at
     trunk_resolution: the deep low-resolution trunk through which CycleGAN's and U-GAT-IT's
@@ -187,6 +192,11 @@ class LossConfig:
     without asking for the source's pixels (0: off, the original)."""
     nce_patches: Positive = 64
     """Patches sampled per picture and encoder level for PatchNCE (CUT: 256)."""
+    link_adversarial: NonNegative = 0.0
+    """DRIT's content critic on the shared encoder's output: a small critic per level (the latent and
+    every UNet link) learns to tell photo features from anime features, and the encoder is pushed to
+    leave it at one half, so the links carry where things are rather than the source domain's look
+    (0: off, the original)."""
 
 
 def _published_batch_sizes() -> dict[int, int]:

@@ -302,6 +302,19 @@ def high_pass(skip: Tensor) -> Tensor:
     return kornia.filters.laplacian(skip, 3, border_type="reflect", normalized=False) / -8.0
 
 
+def drop_links(skip: Tensor, probability: float) -> Tensor:
+    """Zero the whole link of each picture with the given probability (model.skip_dropout).
+
+    Drop-path style, without rescaling the links kept: the generator sees a link either as the
+    encoder made it or not at all, and inference (every link present) is the first case, so a
+    kept link in training and every link at inference have the same size. Dropping must make
+    the generator paint the target domain from the coarser features where a link is missing;
+    the hope is that it then takes only detail, not the whole picture, from the links.
+    """
+    keep = torch.rand(skip.shape[0], 1, 1, 1, device=skip.device) >= probability
+    return skip * keep.to(skip.dtype)
+
+
 def encoder_channels(cfg: ModelConfig) -> dict[int, int]:
     """Channels of every encoder output by its side: the 4 x 4 latent and each UNet link."""
     return {4: num_channels(cfg, 4), **{hw: num_channels(cfg, hw // 2) for hw in _resolutions(cfg.resolution)}}
@@ -327,13 +340,14 @@ class _ResidualUnit(nn.Module):
 
 
 class _UpBlock(nn.Module):
-    """Generator block at hw: upsample, concatenate the (high-passed, gated) encoder skip when
-    linked, two conv3x3, then the residual trunk when hw is model.trunk_resolution."""
+    """Generator block at hw: upsample, concatenate the (high-passed, dropped in training, gated)
+    encoder skip when linked, two conv3x3, then the residual trunk when hw is model.trunk_resolution."""
 
     def __init__(self, cfg: ModelConfig, hw: int) -> None:
         super().__init__()
         self.linked = hw <= cfg.unet_max_resolution
         self.high_pass = self.linked and 0 < cfg.skip_highpass_from <= hw
+        self.dropout = cfg.skip_dropout if self.linked else 0.0
         c_in = num_channels(cfg, hw // 2) * (2 if self.linked else 1)
         self.gate = SkipGate(num_channels(cfg, hw // 2)) if self.linked and cfg.skip_gate == "gated" else None
         self.conv0 = ConvUnit(cfg, c_in, num_channels(cfg, hw), condition_dim=cfg.code_dim)
@@ -346,6 +360,8 @@ class _UpBlock(nn.Module):
         if self.linked:
             if self.high_pass:
                 skip = high_pass(skip)
+            if self.training and self.dropout:
+                skip = drop_links(skip, self.dropout)
             h = torch.cat([h, skip if self.gate is None else self.gate(skip, domain)], dim=1)
         h = self.conv1(self.conv0(h, domain, condition), domain, condition)
         for unit in self.trunk:

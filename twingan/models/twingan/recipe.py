@@ -23,6 +23,7 @@ from twingan.domains import DOMAIN_A, DOMAIN_B, DOMAINS
 from twingan.errors import UserError
 from twingan.models.protocols import TrainingData
 from twingan.models.twingan.character import code_consistency, contrastive_loss, load_tag_code
+from twingan.models.twingan.link_critic import LinkCritic, critic_loss, encoder_loss
 from twingan.models.twingan.networks import Discriminator, DomainNorm2d, SkipGate, TwinGAN, encoder_channels
 from twingan.models.twingan.patch_nce import PatchNCE, feature_levels
 from twingan.schedule import Phase, build_phases, lr_factor
@@ -99,8 +100,13 @@ class TwinGANRecipe:
             distributed.broadcast_parameters(self.nce, ctx.dist)
             rest += list(self.nce.parameters())
         self.generator_side = nn.ModuleList([self.net, *([self.nce] if self.nce is not None else [])])
+        self.link_critic = (LinkCritic(encoder_channels(cfg.model)).to(ctx.device)
+                            if cfg.loss.link_adversarial > 0 else None)
+        if self.link_critic is not None:
+            distributed.broadcast_parameters(self.link_critic, ctx.dist)
+        self.critic_side = nn.ModuleList([self.discs, *([self.link_critic] if self.link_critic is not None else [])])
         self.opt_g = torch.optim.Adam([{"params": rest}, {"params": switch}], **adam)
-        self.opt_d = torch.optim.Adam(self.discs.parameters(), **adam)
+        self.opt_d = torch.optim.Adam(self.critic_side.parameters(), **adam)
         self._set_learning_rates(0)
         self.scaler_g, self.scaler_d = ctx.grad_scaler(), ctx.grad_scaler()
 
@@ -136,8 +142,10 @@ class TwinGANRecipe:
             self.opt_c.zero_grad(set_to_none=True)  # or the generator update would all-reduce them again
         return values
 
-    def _generator_pass(self, reals: list[Tensor], res: int, alpha: float) -> tuple[dict[str, Tensor], list, list]:
-        """All generator-side terms, plus the translations and reconstructions for the D step.
+    def _generator_pass(self, reals: list[Tensor], res: int,
+                        alpha: float) -> tuple[dict[str, Tensor], list, list, list]:
+        """All generator-side terms, plus the translations, reconstructions and encoder outputs
+        for the D step.
 
         With a character source, anime reconstruction is conditioned on the picture's own code and
         photo -> anime on the code of another anime picture of the batch, which the translation
@@ -169,13 +177,16 @@ class TwinGANRecipe:
         if self.nce is not None:
             terms["nce"] = sum(self.nce(feature_levels(*recodes[d]), feature_levels(*codes[1 - d]), w.nce_patches)
                                for d in DOMAINS)
+        levels = [feature_levels(*codes[d]) for d in DOMAINS]
+        if self.link_critic is not None:
+            terms["link_adversarial"] = encoder_loss(self.link_critic, levels)
         if w.cycle > 0:
             terms["cycle"] = sum(F.l1_loss(gen(*recodes[d], 1 - d, res, alpha, conditions["recon"][1 - d]),
                                            reals[1 - d]) for d in DOMAINS)
         if self._reconstruction_gan_on(res):
             terms["reconstruction_gan"] = sum(
                 losses.generator_loss(self.discs[d](recon[d], res, alpha), w.gan) for d in DOMAINS)
-        return terms, trans, recon
+        return terms, trans, recon, levels
 
     def _reconstruction_gan_on(self, res: int) -> bool:
         return self.cfg.loss.reconstruction_gan > 0 and res >= self.cfg.loss.reconstruction_gan_min_resolution
@@ -186,10 +197,12 @@ class TwinGANRecipe:
         w = self.cfg.loss
         return w.penalty != "none" and w.penalty_weight > 0 and (images_seen // batch_images) % w.penalty_every == 0
 
-    def _discriminator_terms(self, reals: list[Tensor], trans: list[Tensor], recon: list[Tensor],
+    def _discriminator_terms(self, reals: list[Tensor], trans: list[Tensor], recon: list[Tensor], levels: list[dict],
                              res: int, alpha: float, penalised: bool) -> dict[str, Tensor]:
         w = self.cfg.loss
         terms: dict[str, Tensor] = {"d_translation": 0, "d_reconstruction": 0, "d_penalty": 0}
+        if self.link_critic is not None:
+            terms["d_link"] = critic_loss(self.link_critic, levels)
         for d in DOMAINS:
             critic = self.discs[d]
             real_logits = critic(reals[d], res, alpha)
@@ -211,6 +224,7 @@ class TwinGANRecipe:
         direction_weights = translation_weights(w)
         weights = {"reconstruction": w.reconstruction, "semantic": w.semantic, "cycle": w.cycle,
                    "reconstruction_gan": w.reconstruction_gan, "character": w.character, "nce": w.nce,
+                   "link_adversarial": w.link_adversarial,
                    **{TRANSLATION_GAN[d]: direction_weights[d] for d in DOMAINS}}
         reals = [fade_reals(x, alpha) for x in reals]
         self._set_learning_rates(images_seen)
@@ -220,11 +234,11 @@ class TwinGANRecipe:
             if c_values is None:
                 return None
 
-        frozen = [self.discs, *([self.net.character] if self.source == "learned" else [])]
+        frozen = [self.critic_side, *([self.net.character] if self.source == "learned" else [])]
         for module in frozen:
             module.requires_grad_(False)
         with ctx.autocast():
-            g_terms, trans, recon = self._generator_pass(reals, res, alpha)
+            g_terms, trans, recon, levels = self._generator_pass(reals, res, alpha)
             g_total = sum(weights[k] * v for k, v in g_terms.items() if k in weights)
         g_values = ctx.finite(detached_values(g_terms))
         for module in frozen:
@@ -235,15 +249,16 @@ class TwinGANRecipe:
         self.update_ema(reals[0].shape[0] * ctx.dist.world_size, images_seen)
 
         d_weights = {"d_reconstruction": w.reconstruction_gan, "d_penalty": w.penalty_weight * w.penalty_every,
+                     "d_link": 1.0,
                      **{D_TRANSLATION[d]: direction_weights[d] for d in DOMAINS}}
         penalised = self._penalised(images_seen, reals[0].shape[0] * ctx.dist.world_size)
         with ctx.autocast():
-            d_terms = self._discriminator_terms(reals, trans, recon, res, alpha, penalised)
+            d_terms = self._discriminator_terms(reals, trans, recon, levels, res, alpha, penalised)
             d_total = sum(d_weights[k] * v for k, v in d_terms.items() if k in d_weights)
         d_values = ctx.finite(detached_values(d_terms))
         if d_values is None:
             return None
-        ctx.update(d_total, self.opt_d, self.discs, self.scaler_d)
+        ctx.update(d_total, self.opt_d, self.critic_side, self.scaler_d)
         return {**c_values, **g_values, **d_values}
 
     @torch.no_grad()
@@ -292,6 +307,8 @@ class TwinGANRecipe:
                  "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict()}
         if self.nce is not None:
             state["nce"] = self.nce.state_dict()
+        if self.link_critic is not None:
+            state["link_critic"] = self.link_critic.state_dict()
         if self.source == "learned":
             state |= {"opt_c": self.opt_c.state_dict(), "scaler_c": self.scaler_c.state_dict()}
         return state
@@ -307,6 +324,8 @@ class TwinGANRecipe:
         self.scaler_d.load_state_dict(state["scaler_d"])
         if self.nce is not None:
             self.nce.load_state_dict(state["nce"])
+        if self.link_critic is not None:
+            self.link_critic.load_state_dict(state["link_critic"])
         if self.source == "learned":
             self.opt_c.load_state_dict(state["opt_c"])
             self.scaler_c.load_state_dict(state["scaler_c"])
