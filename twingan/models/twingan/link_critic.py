@@ -38,20 +38,22 @@ class LinkCritic(nn.Module):
         return torch.cat([self.heads[str(hw)](levels[hw]).float() for hw in sorted(levels)], dim=1)
 
 
-def critic_loss(critic: LinkCritic, levels: list[dict[int, Tensor]]) -> Tensor:
-    """The critic's term: each domain's features (detached) labelled with their own domain."""
+def _domain_loss(critic: LinkCritic, levels: list[dict[int, Tensor]], target: list[float]) -> Tensor:
+    """BCE of each domain's features against that domain's target probability of anime, summed."""
     total = 0.0
     for d in (DOMAIN_A, DOMAIN_B):
-        logits = critic({hw: x.detach() for hw, x in levels[d].items()})
-        total = total + F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(d == DOMAIN_B)))
+        logits = critic(levels[d])
+        total = total + F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target[d]))
     return total
+
+
+def critic_loss(critic: LinkCritic, levels: list[dict[int, Tensor]]) -> Tensor:
+    """The critic's term: each domain's features (detached) labelled with their own domain."""
+    detached = [{hw: x.detach() for hw, x in domain.items()} for domain in levels]
+    return _domain_loss(critic, detached, [float(d == DOMAIN_B) for d in (DOMAIN_A, DOMAIN_B)])
 
 
 def encoder_loss(critic: LinkCritic, levels: list[dict[int, Tensor]]) -> Tensor:
     """The encoder's term: both domains' features should leave the critic at one half (DRIT's
     target of 0.5, rather than the flipped label, which would only swap the two domains' codes)."""
-    total = 0.0
-    for d in (DOMAIN_A, DOMAIN_B):
-        logits = critic(levels[d])
-        total = total + F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 0.5))
-    return total
+    return _domain_loss(critic, levels, [0.5, 0.5])

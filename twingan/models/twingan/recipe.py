@@ -174,10 +174,9 @@ class TwinGANRecipe:
             terms["character"] = code_consistency(found, target, self.source)
             with torch.no_grad():  # the same distance to another picture's code: what "not carried" looks like
                 terms["character_mismatch"] = code_consistency(found, target.roll(1, 0), self.source)
-        if self.nce is not None:
-            terms["nce"] = sum(self.nce(feature_levels(*recodes[d]), feature_levels(*codes[1 - d]), w.nce_patches)
-                               for d in DOMAINS)
         levels = [feature_levels(*codes[d]) for d in DOMAINS]
+        if self.nce is not None:
+            terms["nce"] = sum(self.nce(feature_levels(*recodes[d]), levels[1 - d], w.nce_patches) for d in DOMAINS)
         if self.link_critic is not None:
             terms["link_adversarial"] = encoder_loss(self.link_critic, levels)
         if w.cycle > 0:
