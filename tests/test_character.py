@@ -110,10 +110,10 @@ def test_the_condition_moves_the_anime_norms_only():
             torch.nn.init.normal_(module.fc_beta.weight)
     latent, skips = net.encoder(torch.rand(1, 3, 8, 8), DOMAIN_A, 8)
     one, two = torch.randn(2, 1, 4)
-    assert not torch.equal(net.generator(latent, skips, 1, 8, condition=one),
-                           net.generator(latent, skips, 1, 8, condition=two))
+    assert not torch.equal(net.generator(latent, skips, 1, 8, condition=one, source=DOMAIN_A),
+                           net.generator(latent, skips, 1, 8, condition=two, source=DOMAIN_A))
     with pytest.raises(ValueError, match="anime"):
-        net.generator(latent, skips, DOMAIN_A, 8, condition=one)
+        net.generator(latent, skips, DOMAIN_A, 8, condition=one, source=DOMAIN_A)
 
 
 def test_cli_writes_one_output_per_reference(tmp_path, runs):

@@ -45,7 +45,7 @@ def translate(model: TwinGAN, x: torch.Tensor, src: int, dst: int, resolution: i
               condition: torch.Tensor | None = None) -> torch.Tensor:
     """Encode in `src`, generate in `dst`: the path training and the translator take."""
     latent, skips = model.encoder(x, src, resolution, alpha)
-    return model.generator(latent, skips, dst, resolution, alpha, condition)
+    return model.generator(latent, skips, dst, resolution, alpha, condition, source=src)
 
 
 def domain_norms(module: torch.nn.Module) -> list[DomainNorm2d]:
@@ -80,7 +80,7 @@ def test_shapes(resolution: int, alpha: float) -> None:
     assert sorted(skips) == expected
     for hw, skip in skips.items():
         assert skip.shape == (BATCH, num_channels(cfg, hw // 2), hw, hw)
-    out = model.generator(latent, skips, DOMAIN_B, resolution, alpha)
+    out = model.generator(latent, skips, DOMAIN_B, resolution, alpha, source=DOMAIN_A)
     assert out.shape == (BATCH, 3, resolution, resolution)
     assert disc(x, resolution, alpha).shape == (BATCH,)
 
@@ -99,11 +99,11 @@ def test_alpha_zero_equals_previous_resolution(resolution: int) -> None:
         for hw, skip in skips_low.items():
             torch.testing.assert_close(skips[hw], skip, rtol=0, atol=0)
 
-        out = model.generator(latent, skips, DOMAIN_B, resolution, alpha=0.0)
-        prev = model.generator(latent, skips, DOMAIN_B, resolution // 2)
+        out = model.generator(latent, skips, DOMAIN_B, resolution, alpha=0.0, source=DOMAIN_B)
+        prev = model.generator(latent, skips, DOMAIN_B, resolution // 2, source=DOMAIN_B)
         torch.testing.assert_close(out, F.interpolate(prev, scale_factor=2, mode="nearest"))
         # alpha = 0.5 really blends, so the equality above is not vacuous.
-        half = model.generator(latent, skips, DOMAIN_B, resolution, alpha=0.5)
+        half = model.generator(latent, skips, DOMAIN_B, resolution, alpha=0.5, source=DOMAIN_B)
         assert not torch.allclose(half, out)
 
         torch.testing.assert_close(disc(x, resolution, alpha=0.0), disc(x_low, resolution // 2))
@@ -157,7 +157,7 @@ def test_unet_link_carries_gradient_to_encoder(hw: int) -> None:
         model = TwinGAN(small_cfg(unet_max_resolution=unet_max))
         latent, skips = model.encoder(images(RES), DOMAIN_A, RES)
         only_hw = {k: s if k == hw else s.detach() for k, s in skips.items()}
-        model.generator(latent.detach(), only_hw, DOMAIN_B, RES).square().mean().backward()
+        model.generator(latent.detach(), only_hw, DOMAIN_B, RES, source=DOMAIN_A).square().mean().backward()
         params = model.encoder.blocks[str(hw)].parameters()
         return sum(float(p.grad.abs().sum()) for p in params if p.grad is not None)
 
@@ -170,13 +170,13 @@ def test_unet_cap_drops_skip_from_generator() -> None:
     model = TwinGAN(cfg).eval()
     latent, skips = model.encoder(images(RES), DOMAIN_A, RES)
     with torch.no_grad():
-        out = model.generator(latent, skips, DOMAIN_A, RES)
+        out = model.generator(latent, skips, DOMAIN_A, RES, source=DOMAIN_A)
         changed32 = {**skips, 32: torch.randn_like(skips[32])}
-        torch.testing.assert_close(model.generator(latent, changed32, DOMAIN_A, RES), out)
+        torch.testing.assert_close(model.generator(latent, changed32, DOMAIN_A, RES, source=DOMAIN_A), out)
         changed16 = {**skips, 16: torch.randn_like(skips[16])}
-        assert not torch.allclose(model.generator(latent, changed16, DOMAIN_A, RES), out)
+        assert not torch.allclose(model.generator(latent, changed16, DOMAIN_A, RES, source=DOMAIN_A), out)
     with pytest.raises(ValueError, match="skips"):
-        model.generator(latent, {32: skips[32]}, DOMAIN_A, RES)
+        model.generator(latent, {32: skips[32]}, DOMAIN_A, RES, source=DOMAIN_A)
 
 
 def test_condition_ignored_at_init_and_used_after_training() -> None:

@@ -1,5 +1,6 @@
 """The Twin-GAN quality switches: model.norm, model.skip_gate, model.discriminator, loss.nce,
-model.skip_highpass_from, model.skip_dropout, loss.link_adversarial, train.final_phase_images, and
+model.skip_highpass_from, model.skip_dropout, model.translation_link_max_resolution,
+loss.link_adversarial, train.final_phase_images, and
 the proxy score they are ranked by (docs/quality.md)."""
 
 from __future__ import annotations
@@ -95,9 +96,9 @@ def test_a_closed_gate_passes_nothing():
     skips = {hw: torch.randn(2, c, hw, hw) for hw, c in ((8, 32), (16, 32), (32, 16))}
     zeros = {hw: torch.zeros_like(s) for hw, s in skips.items()}
     for domain in (DOMAIN_A, DOMAIN_B):
-        torch.testing.assert_close(gen(latent, skips, domain, RES), gen(latent, zeros, domain, RES))
+        torch.testing.assert_close(gen(latent, skips, domain, RES, source=DOMAIN_A), gen(latent, zeros, domain, RES, source=DOMAIN_A))
     ungated = Generator(small_cfg()).eval()
-    assert not torch.allclose(ungated(latent, skips, DOMAIN_A, RES), ungated(latent, zeros, DOMAIN_A, RES))
+    assert not torch.allclose(ungated(latent, skips, DOMAIN_A, RES, source=DOMAIN_A), ungated(latent, zeros, DOMAIN_A, RES, source=DOMAIN_A))
 
 
 def test_a_gate_opens_per_domain_and_learns_from_a_closed_start():
@@ -107,14 +108,14 @@ def test_a_gate_opens_per_domain_and_learns_from_a_closed_start():
     assert len(gates) == 3 and all(torch.all(g.weight == 0) for g in gates)
     latent = torch.randn(2, 32, 4, 4)
     skips = {hw: torch.randn(2, c, hw, hw) for hw, c in ((8, 32), (16, 32), (32, 16))}
-    gen(latent, skips, DOMAIN_B, RES).square().mean().backward()
+    gen(latent, skips, DOMAIN_B, RES, source=DOMAIN_A).square().mean().backward()
     assert all(g.weight.grad[DOMAIN_B].abs().sum() > 0 and torch.all(g.weight.grad[DOMAIN_A] == 0) for g in gates)
     zeros = {hw: torch.zeros_like(s) for hw, s in skips.items()}
     with torch.no_grad():
         for g in gates:
             g.weight[DOMAIN_B].fill_(1.0)
-    torch.testing.assert_close(gen(latent, skips, DOMAIN_A, RES), gen(latent, zeros, DOMAIN_A, RES))
-    assert not torch.allclose(gen(latent, skips, DOMAIN_B, RES), gen(latent, zeros, DOMAIN_B, RES))
+    torch.testing.assert_close(gen(latent, skips, DOMAIN_A, RES, source=DOMAIN_A), gen(latent, zeros, DOMAIN_A, RES, source=DOMAIN_A))
+    assert not torch.allclose(gen(latent, skips, DOMAIN_B, RES, source=DOMAIN_A), gen(latent, zeros, DOMAIN_B, RES, source=DOMAIN_A))
 
 
 def test_gates_learn_at_the_domain_switch_rate(tmp_path):
@@ -150,11 +151,11 @@ def test_high_passed_links_cannot_carry_flat_colour_but_lower_links_can():
     gen = Generator(small_cfg(skip_highpass_from=32)).eval()
     assert [hw for hw, block in gen.blocks.items() if block.high_pass] == ["32"]
     for domain in (DOMAIN_A, DOMAIN_B):
-        torch.testing.assert_close(gen(latent, shifted(32), domain, RES), gen(latent, skips, domain, RES))
-        assert not torch.allclose(gen(latent, shifted(16), domain, RES), gen(latent, skips, domain, RES))
+        torch.testing.assert_close(gen(latent, shifted(32), domain, RES, source=DOMAIN_A), gen(latent, skips, domain, RES, source=DOMAIN_A))
+        assert not torch.allclose(gen(latent, shifted(16), domain, RES, source=DOMAIN_A), gen(latent, skips, domain, RES, source=DOMAIN_A))
     whole = Generator(small_cfg()).eval()
     assert not any(block.high_pass for block in whole.blocks.values())
-    assert not torch.allclose(whole(latent, shifted(32), DOMAIN_B, RES), whole(latent, skips, DOMAIN_B, RES))
+    assert not torch.allclose(whole(latent, shifted(32), DOMAIN_B, RES, source=DOMAIN_A), whole(latent, skips, DOMAIN_B, RES, source=DOMAIN_A))
 
 
 @pytest.mark.parametrize("where", [4, 12, 64])
@@ -181,18 +182,68 @@ def test_dropped_links_carry_nothing_in_training_and_every_link_serves_inference
     assert [block.dropout for block in gen.blocks.values()] == [0.9999999] * 3
     for domain in (DOMAIN_A, DOMAIN_B):
         gen.train()
-        torch.testing.assert_close(gen(latent, changed, domain, RES), gen(latent, skips, domain, RES))
+        torch.testing.assert_close(gen(latent, changed, domain, RES, source=DOMAIN_A), gen(latent, skips, domain, RES, source=DOMAIN_A))
         gen.eval()
-        assert not torch.allclose(gen(latent, changed, domain, RES), gen(latent, skips, domain, RES))
+        assert not torch.allclose(gen(latent, changed, domain, RES, source=DOMAIN_A), gen(latent, skips, domain, RES, source=DOMAIN_A))
     plain = Generator(small_cfg()).eval()
     plain.load_state_dict(gen.state_dict())
-    torch.testing.assert_close(plain(latent, skips, DOMAIN_B, RES), gen(latent, skips, DOMAIN_B, RES))
+    torch.testing.assert_close(plain(latent, skips, DOMAIN_B, RES, source=DOMAIN_A), gen(latent, skips, DOMAIN_B, RES, source=DOMAIN_A))
 
 
 @pytest.mark.parametrize("probability", ["1.0", "-0.1"])
 def test_a_link_dropout_outside_zero_to_one_is_refused(probability):
     with pytest.raises(UserError, match="model.skip_dropout"):
         load_config("twingan_cpu_64", [f"model.skip_dropout={probability}"])
+
+
+# ----------------------------------------------------------------- model.translation_link_max_resolution
+def test_translations_take_the_links_up_to_their_limit_and_reconstructions_take_every_link():
+    latent = torch.randn(2, 32, 4, 4)
+    skips = {hw: torch.randn(2, c, hw, hw) for hw, c in ((8, 32), (16, 32), (32, 16))}
+
+    def changed(hw: int) -> dict[int, torch.Tensor]:
+        return {**skips, hw: torch.randn_like(skips[hw])}
+
+    gen = Generator(small_cfg(translation_link_max_resolution=16)).eval()
+    assert [hw for hw, block in gen.blocks.items() if not block.into_translations] == ["32"]
+    for source in (DOMAIN_A, DOMAIN_B):
+        other = 1 - source
+        translated = gen(latent, skips, other, RES, source=source)
+        torch.testing.assert_close(gen(latent, changed(32), other, RES, source=source), translated)
+        assert not torch.allclose(gen(latent, changed(16), other, RES, source=source), translated)
+        reconstructed = gen(latent, skips, source, RES, source=source)
+        assert not torch.allclose(gen(latent, changed(32), source, RES, source=source), reconstructed)
+    every = Generator(small_cfg()).eval()
+    every.load_state_dict(gen.state_dict())
+    without_32 = {**skips, 32: torch.zeros_like(skips[32])}
+    torch.testing.assert_close(gen(latent, skips, DOMAIN_B, RES, source=DOMAIN_A),
+                               every(latent, without_32, DOMAIN_B, RES, source=DOMAIN_A))
+    torch.testing.assert_close(gen(latent, skips, DOMAIN_A, RES, source=DOMAIN_A),
+                               every(latent, skips, DOMAIN_A, RES, source=DOMAIN_A))
+    assert not torch.allclose(every(latent, changed(32), DOMAIN_B, RES, source=DOMAIN_A),
+                              every(latent, skips, DOMAIN_B, RES, source=DOMAIN_A))
+
+
+def test_the_translator_translates_without_the_links_above_the_limit(tmp_path):
+    preset = tiny_preset(tmp_path, model={"translation_link_max_resolution": 4})
+    Trainer(load_config(preset), tmp_path / "run", progress=False).run()
+    translator = Translator.from_checkpoint(tmp_path / "run", "cpu")
+    net, x = translator.net, torch.rand(2, 3, 8, 8) * 2 - 1
+    latent, skips = net.encoder(x, DOMAIN_A, 8)
+    no_links = {hw: torch.zeros_like(s) for hw, s in skips.items()}
+    with torch.no_grad():
+        expected = net.generator(latent, no_links, DOMAIN_B, 8, source=DOMAIN_B).clamp(-1, 1)
+        torch.testing.assert_close(translator.inference.one_way(x, DOMAIN_A, DOMAIN_B), expected)
+        latent_b, skips_b = net.encoder(x, DOMAIN_B, 8)
+        without = net.generator(latent_b, {hw: torch.zeros_like(s) for hw, s in skips_b.items()}, DOMAIN_B, 8,
+                                source=DOMAIN_B)
+        assert not torch.allclose(translator.inference.reconstruct(x, DOMAIN_B), without.clamp(-1, 1))
+
+
+@pytest.mark.parametrize("where", [2, 12, 64])
+def test_a_translation_link_limit_outside_the_generator_is_refused(where):
+    with pytest.raises(ValueError, match="model.translation_link_max_resolution"):
+        Generator(small_cfg(translation_link_max_resolution=where))
 
 
 # ----------------------------------------------------------------- model.trunk_blocks
@@ -203,7 +254,7 @@ def test_the_trunk_sits_at_its_resolution_and_switches_with_the_domain():
     assert len(gen.blocks["16"].trunk) == 2
     latent = torch.randn(2, 32, 4, 4)
     skips = {hw: torch.randn(2, c, hw, hw) for hw, c in ((8, 32), (16, 32), (32, 16))}
-    out = gen(latent, skips, DOMAIN_B, RES)
+    out = gen(latent, skips, DOMAIN_B, RES, source=DOMAIN_A)
     assert out.shape == (2, 3, RES, RES)
     out.square().mean().backward()
     unit = gen.blocks["16"].trunk[1]
@@ -212,7 +263,7 @@ def test_the_trunk_sits_at_its_resolution_and_switches_with_the_domain():
     assert norms[DOMAIN_B].weight.grad.abs().sum() > 0 and norms[DOMAIN_A].weight.grad is None
     with torch.no_grad():
         unit.conv1.weight.mul_(2)
-    assert not torch.allclose(gen(latent, skips, DOMAIN_B, RES), out)
+    assert not torch.allclose(gen(latent, skips, DOMAIN_B, RES, source=DOMAIN_A), out)
 
 
 @pytest.mark.parametrize("where", [4, 12, 64])
@@ -375,7 +426,8 @@ def test_nce_heads_are_trained_saved_and_resumed(tmp_path):
 # ----------------------------------------------------------------- all switches together
 def test_every_switch_trains_translates_and_reloads(tmp_path):
     overrides = ["model.norm=layer_instance", "model.skip_gate=gated", "model.discriminator=patch", "loss.nce=1",
-                 "model.trunk_blocks=1", "model.trunk_resolution=8", "model.discriminator_width=2"]
+                 "model.trunk_blocks=1", "model.trunk_resolution=8", "model.discriminator_width=2",
+                 "model.translation_link_max_resolution=4"]
     Trainer(load_config(tiny_preset(tmp_path), overrides), tmp_path / "run", progress=False).run()
     translator = Translator.from_checkpoint(tmp_path / "run", "cpu")
     sets = {d: torch.rand(4, 3, 8, 8) * 2 - 1 for d in "ab"}

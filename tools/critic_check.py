@@ -102,7 +102,7 @@ def read_out(args: argparse.Namespace, data: Path) -> None:
     photos = load_set(data / "test_a", res, cfg.data.resize, [])[:HELD_OUT]
     anime = load_set(data / "test_b", res, cfg.data.resize, [])[:HELD_OUT]
     latent, skips = net.encoder(photos, DOMAIN_A, res)
-    translated = net.generator(latent, skips, DOMAIN_B, res)
+    translated = net.generator(latent, skips, DOMAIN_B, res, source=DOMAIN_A)
     critic = critics[DOMAIN_B]
     for name, x in (("real anime", anime), ("translated photos", translated), ("real photos", photos)):
         scores = mean_scores(critic, x, res)

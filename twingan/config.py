@@ -99,6 +99,11 @@ class ModelConfig:
     """The normalisation that carries the domain switch in encoder and generator: batch (the
     original), instance (conditional instance norm) or layer_instance (U-GAT-IT's LIN mix); each
     keeps one scale and shift per domain."""
+    translation_link_max_resolution: Annotated[int, pydantic.Field(ge=0)] = 0
+    """Highest resolution whose UNet link a translation takes; reconstructions still take every
+    link up to unet_max_resolution. Above it a translation draws its detail from the coarser code,
+    as CycleGAN's decoder does from a 1/4-resolution bottleneck, instead of copying the source's
+    (0: as unet_max_resolution, the original)."""
     skip_gate: Literal["none", "gated"] = "none"
     """UNet links: none concatenates the encoder features as they are (the original); gated scales
     them by a learned per-domain, per-channel gate that starts closed."""

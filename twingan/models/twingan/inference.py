@@ -61,7 +61,7 @@ class TwinGANInference:
             code = self.net.character_mean[None] if character is None else character.to(x.device, torch.float32)
             condition = code.expand(x.shape[0], -1)
         latent, skips = self.net.encoder(x, src, size)
-        return self.net.generator(latent, skips, dst, size, condition=condition).clamp(-1, 1)
+        return self.net.generator(latent, skips, dst, size, condition=condition, source=src).clamp(-1, 1)
 
     def reconstruct(self, x: Tensor, domain: int) -> Tensor:
         """Encode and decode in one domain; anime with each picture's own code when the model

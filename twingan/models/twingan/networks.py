@@ -57,6 +57,9 @@ def _check_config(cfg: ModelConfig) -> None:
     if cfg.skip_highpass_from and cfg.skip_highpass_from not in _resolutions(cfg.resolution):
         raise ValueError(f"model.skip_highpass_from must be 0 (off) or a power of two from 8 to model.resolution "
                          f"({cfg.resolution}), got {cfg.skip_highpass_from}")
+    if cfg.translation_link_max_resolution and cfg.translation_link_max_resolution not in [4, *_resolutions(cfg.resolution)]:
+        raise ValueError(f"model.translation_link_max_resolution must be 0 (off) or a power of two from 4 to "
+                         f"model.resolution ({cfg.resolution}), got {cfg.translation_link_max_resolution}")
     if cfg.character == "illust2vec" and not cfg.character_tags:
         raise ValueError("model.character=illust2vec needs at least one tag in model.character_tags")
 
@@ -341,13 +344,16 @@ class _ResidualUnit(nn.Module):
 
 class _UpBlock(nn.Module):
     """Generator block at hw: upsample, concatenate the (high-passed, dropped in training, gated)
-    encoder skip when linked, two conv3x3, then the residual trunk when hw is model.trunk_resolution."""
+    encoder skip when linked, two conv3x3, then the residual trunk when hw is model.trunk_resolution.
+    A translation above model.translation_link_max_resolution gets zeros in the skip's place, so
+    one set of weights serves reconstructions (with the link) and translations (without it)."""
 
     def __init__(self, cfg: ModelConfig, hw: int) -> None:
         super().__init__()
         self.linked = hw <= cfg.unet_max_resolution
         self.high_pass = self.linked and 0 < cfg.skip_highpass_from <= hw
         self.dropout = cfg.skip_dropout if self.linked else 0.0
+        self.into_translations = not cfg.translation_link_max_resolution or hw <= cfg.translation_link_max_resolution
         c_in = num_channels(cfg, hw // 2) * (2 if self.linked else 1)
         self.gate = SkipGate(num_channels(cfg, hw // 2)) if self.linked and cfg.skip_gate == "gated" else None
         self.conv0 = ConvUnit(cfg, c_in, num_channels(cfg, hw), condition_dim=cfg.code_dim)
@@ -355,9 +361,12 @@ class _UpBlock(nn.Module):
         blocks = cfg.trunk_blocks if hw == cfg.trunk_resolution else 0
         self.trunk = nn.ModuleList(_ResidualUnit(cfg, num_channels(cfg, hw)) for _ in range(blocks))
 
-    def forward(self, h: Tensor, skip: Tensor | None, domain: int, condition: Tensor | None) -> Tensor:
+    def forward(self, h: Tensor, skip: Tensor | None, domain: int, condition: Tensor | None,
+                translating: bool) -> Tensor:
         h = F.interpolate(h, scale_factor=2, mode="nearest")
-        if self.linked:
+        if self.linked and translating and not self.into_translations:
+            h = torch.cat([h, torch.zeros_like(skip)], dim=1)
+        elif self.linked:
             if self.high_pass:
                 skip = high_pass(skip)
             if self.training and self.dropout:
@@ -389,7 +398,9 @@ class Generator(nn.Module):
         )
 
     def forward(self, latent: Tensor, skips: dict[int, Tensor], domain: int, resolution: int,
-                alpha: float = 1.0, condition: Tensor | None = None) -> Tensor:
+                alpha: float = 1.0, condition: Tensor | None = None, *, source: int) -> Tensor:
+        """`source` is the domain the latent and skips were encoded from: with
+        model.translation_link_max_resolution a translation (source != domain) takes fewer links."""
         _check_phase(resolution, alpha, self.max_resolution)
         linked = [hw for hw in _resolutions(resolution) if hw <= self.unet_max_resolution]
         missing = [hw for hw in linked if hw not in skips]
@@ -397,14 +408,16 @@ class Generator(nn.Module):
             raise ValueError(f"generator at {resolution} px needs encoder skips at {missing}")
         if condition is not None and domain != DOMAIN_B:
             raise ValueError("the character condition shapes anime (domain B) output only")
+        translating = source != domain
         h = latent
         for unit in self.block4:
             h = unit(h, domain, condition)
         for hw in _resolutions(resolution // 2):
-            h = self.blocks[str(hw)](h, skips.get(hw), domain, condition)
+            h = self.blocks[str(hw)](h, skips.get(hw), domain, condition, translating)
         if resolution == 4:
             return self.to_rgb["4"](h)
-        rgb = self.to_rgb[str(resolution)](self.blocks[str(resolution)](h, skips.get(resolution), domain, condition))
+        top = self.blocks[str(resolution)](h, skips.get(resolution), domain, condition, translating)
+        rgb = self.to_rgb[str(resolution)](top)
         if alpha == 1.0:
             return rgb
         rgb_prev = F.interpolate(self.to_rgb[str(resolution // 2)](h), scale_factor=2, mode="nearest")

@@ -159,8 +159,8 @@ class TwinGANRecipe:
             target = own.roll(1, 0)
         conditions = {"recon": [None, own], "trans": [None, target]}
         codes = [enc(reals[d], d, res, alpha) for d in DOMAINS]
-        recon = [gen(*codes[d], d, res, alpha, conditions["recon"][d]) for d in DOMAINS]
-        trans = [gen(*codes[1 - d], d, res, alpha, conditions["trans"][d]) for d in DOMAINS]
+        recon = [gen(*codes[d], d, res, alpha, conditions["recon"][d], source=d) for d in DOMAINS]
+        trans = [gen(*codes[1 - d], d, res, alpha, conditions["trans"][d], source=1 - d) for d in DOMAINS]
         recodes = [enc(trans[d], d, res, alpha) for d in DOMAINS]
         terms = {
             "reconstruction": sum(F.l1_loss(recon[d], reals[d]) for d in DOMAINS),
@@ -180,7 +180,7 @@ class TwinGANRecipe:
         if self.link_critic is not None:
             terms["link_adversarial"] = encoder_loss(self.link_critic, levels)
         if w.cycle > 0:
-            terms["cycle"] = sum(F.l1_loss(gen(*recodes[d], 1 - d, res, alpha, conditions["recon"][1 - d]),
+            terms["cycle"] = sum(F.l1_loss(gen(*recodes[d], 1 - d, res, alpha, conditions["recon"][1 - d], source=d),
                                            reals[1 - d]) for d in DOMAINS)
         if self._reconstruction_gan_on(res):
             terms["reconstruction_gan"] = sum(
@@ -292,8 +292,8 @@ class TwinGANRecipe:
             if self.source != "none":
                 mean = self.ema.character_mean.expand(real.shape[0], -1) if d == DOMAIN_A else None
                 own = self._character_code(real, self.ema) if d == DOMAIN_B else None
-            rows += [real, self.ema.generator(latent, skips, 1 - d, res, alpha, mean),
-                     self.ema.generator(latent, skips, d, res, alpha, own)]
+            rows += [real, self.ema.generator(latent, skips, 1 - d, res, alpha, mean, source=d),
+                     self.ema.generator(latent, skips, d, res, alpha, own, source=d)]
         return rows
 
     def sync_buffers(self) -> None:
