@@ -96,9 +96,11 @@ def test_a_closed_gate_passes_nothing():
     skips = {hw: torch.randn(2, c, hw, hw) for hw, c in ((8, 32), (16, 32), (32, 16))}
     zeros = {hw: torch.zeros_like(s) for hw, s in skips.items()}
     for domain in (DOMAIN_A, DOMAIN_B):
-        torch.testing.assert_close(gen(latent, skips, domain, RES, source=DOMAIN_A), gen(latent, zeros, domain, RES, source=DOMAIN_A))
+        torch.testing.assert_close(gen(latent, skips, domain, RES, source=DOMAIN_A),
+                                   gen(latent, zeros, domain, RES, source=DOMAIN_A))
     ungated = Generator(small_cfg()).eval()
-    assert not torch.allclose(ungated(latent, skips, DOMAIN_A, RES, source=DOMAIN_A), ungated(latent, zeros, DOMAIN_A, RES, source=DOMAIN_A))
+    assert not torch.allclose(ungated(latent, skips, DOMAIN_A, RES, source=DOMAIN_A),
+                              ungated(latent, zeros, DOMAIN_A, RES, source=DOMAIN_A))
 
 
 def test_a_gate_opens_per_domain_and_learns_from_a_closed_start():
@@ -114,8 +116,10 @@ def test_a_gate_opens_per_domain_and_learns_from_a_closed_start():
     with torch.no_grad():
         for g in gates:
             g.weight[DOMAIN_B].fill_(1.0)
-    torch.testing.assert_close(gen(latent, skips, DOMAIN_A, RES, source=DOMAIN_A), gen(latent, zeros, DOMAIN_A, RES, source=DOMAIN_A))
-    assert not torch.allclose(gen(latent, skips, DOMAIN_B, RES, source=DOMAIN_A), gen(latent, zeros, DOMAIN_B, RES, source=DOMAIN_A))
+    torch.testing.assert_close(gen(latent, skips, DOMAIN_A, RES, source=DOMAIN_A),
+                               gen(latent, zeros, DOMAIN_A, RES, source=DOMAIN_A))
+    assert not torch.allclose(gen(latent, skips, DOMAIN_B, RES, source=DOMAIN_A),
+                              gen(latent, zeros, DOMAIN_B, RES, source=DOMAIN_A))
 
 
 def test_gates_learn_at_the_domain_switch_rate(tmp_path):
@@ -151,11 +155,14 @@ def test_high_passed_links_cannot_carry_flat_colour_but_lower_links_can():
     gen = Generator(small_cfg(skip_highpass_from=32)).eval()
     assert [hw for hw, block in gen.blocks.items() if block.high_pass] == ["32"]
     for domain in (DOMAIN_A, DOMAIN_B):
-        torch.testing.assert_close(gen(latent, shifted(32), domain, RES, source=DOMAIN_A), gen(latent, skips, domain, RES, source=DOMAIN_A))
-        assert not torch.allclose(gen(latent, shifted(16), domain, RES, source=DOMAIN_A), gen(latent, skips, domain, RES, source=DOMAIN_A))
+        torch.testing.assert_close(gen(latent, shifted(32), domain, RES, source=DOMAIN_A),
+                                   gen(latent, skips, domain, RES, source=DOMAIN_A))
+        assert not torch.allclose(gen(latent, shifted(16), domain, RES, source=DOMAIN_A),
+                                  gen(latent, skips, domain, RES, source=DOMAIN_A))
     whole = Generator(small_cfg()).eval()
     assert not any(block.high_pass for block in whole.blocks.values())
-    assert not torch.allclose(whole(latent, shifted(32), DOMAIN_B, RES, source=DOMAIN_A), whole(latent, skips, DOMAIN_B, RES, source=DOMAIN_A))
+    assert not torch.allclose(whole(latent, shifted(32), DOMAIN_B, RES, source=DOMAIN_A),
+                              whole(latent, skips, DOMAIN_B, RES, source=DOMAIN_A))
 
 
 @pytest.mark.parametrize("where", [4, 12, 64])
@@ -182,12 +189,15 @@ def test_dropped_links_carry_nothing_in_training_and_every_link_serves_inference
     assert [block.dropout for block in gen.blocks.values()] == [0.9999999] * 3
     for domain in (DOMAIN_A, DOMAIN_B):
         gen.train()
-        torch.testing.assert_close(gen(latent, changed, domain, RES, source=DOMAIN_A), gen(latent, skips, domain, RES, source=DOMAIN_A))
+        torch.testing.assert_close(gen(latent, changed, domain, RES, source=DOMAIN_A),
+                                   gen(latent, skips, domain, RES, source=DOMAIN_A))
         gen.eval()
-        assert not torch.allclose(gen(latent, changed, domain, RES, source=DOMAIN_A), gen(latent, skips, domain, RES, source=DOMAIN_A))
+        assert not torch.allclose(gen(latent, changed, domain, RES, source=DOMAIN_A),
+                                  gen(latent, skips, domain, RES, source=DOMAIN_A))
     plain = Generator(small_cfg()).eval()
     plain.load_state_dict(gen.state_dict())
-    torch.testing.assert_close(plain(latent, skips, DOMAIN_B, RES, source=DOMAIN_A), gen(latent, skips, DOMAIN_B, RES, source=DOMAIN_A))
+    torch.testing.assert_close(plain(latent, skips, DOMAIN_B, RES, source=DOMAIN_A),
+                               gen(latent, skips, DOMAIN_B, RES, source=DOMAIN_A))
 
 
 @pytest.mark.parametrize("probability", ["1.0", "-0.1"])

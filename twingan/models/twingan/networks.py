@@ -57,9 +57,10 @@ def _check_config(cfg: ModelConfig) -> None:
     if cfg.skip_highpass_from and cfg.skip_highpass_from not in _resolutions(cfg.resolution):
         raise ValueError(f"model.skip_highpass_from must be 0 (off) or a power of two from 8 to model.resolution "
                          f"({cfg.resolution}), got {cfg.skip_highpass_from}")
-    if cfg.translation_link_max_resolution and cfg.translation_link_max_resolution not in [4, *_resolutions(cfg.resolution)]:
+    limit = cfg.translation_link_max_resolution
+    if limit and limit not in [4, *_resolutions(cfg.resolution)]:
         raise ValueError(f"model.translation_link_max_resolution must be 0 (off) or a power of two from 4 to "
-                         f"model.resolution ({cfg.resolution}), got {cfg.translation_link_max_resolution}")
+                         f"model.resolution ({cfg.resolution}), got {limit}")
     if cfg.character == "illust2vec" and not cfg.character_tags:
         raise ValueError("model.character=illust2vec needs at least one tag in model.character_tags")
 
