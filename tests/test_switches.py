@@ -22,7 +22,7 @@ from twingan.evaluation import evaluate, proxy_scores
 from twingan.errors import UserError
 from twingan.models.twingan.link_critic import LinkCritic, critic_loss, encoder_loss
 from twingan.models.twingan.networks import (Conv2d, Discriminator, DomainNorm2d, Generator, SkipGate, TwinGAN,
-                                             drop_links, high_pass)
+                                             drop_links, encoder_channels, high_pass)
 from twingan.models.twingan.patch_nce import PatchNCE
 from twingan.schedule import build_phases
 from twingan.training import Trainer
@@ -34,6 +34,12 @@ RES = 32
 def small_cfg(**overrides) -> ModelConfig:
     return dataclasses.replace(ModelConfig(resolution=RES, channel_base=64, max_channels=32,
                                            unet_max_resolution=RES), **overrides)
+
+
+def random_code() -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """A random latent and links of small_cfg's encoder, for two pictures."""
+    levels = {hw: torch.randn(2, c, hw, hw) for hw, c in encoder_channels(small_cfg()).items()}
+    return levels.pop(4), levels
 
 
 @pytest.fixture(autouse=True)
@@ -92,8 +98,7 @@ def test_unknown_norm_is_refused():
 def test_a_closed_gate_passes_nothing():
     cfg = small_cfg(skip_gate="gated")
     gen = Generator(cfg).eval()
-    latent = torch.randn(2, 32, 4, 4)
-    skips = {hw: torch.randn(2, c, hw, hw) for hw, c in ((8, 32), (16, 32), (32, 16))}
+    latent, skips = random_code()
     zeros = {hw: torch.zeros_like(s) for hw, s in skips.items()}
     for domain in (DOMAIN_A, DOMAIN_B):
         torch.testing.assert_close(gen(latent, skips, domain, RES, source=DOMAIN_A),
@@ -108,8 +113,7 @@ def test_a_gate_opens_per_domain_and_learns_from_a_closed_start():
     gen = Generator(cfg).eval()
     gates = [m for m in gen.modules() if isinstance(m, SkipGate)]
     assert len(gates) == 3 and all(torch.all(g.weight == 0) for g in gates)
-    latent = torch.randn(2, 32, 4, 4)
-    skips = {hw: torch.randn(2, c, hw, hw) for hw, c in ((8, 32), (16, 32), (32, 16))}
+    latent, skips = random_code()
     gen(latent, skips, DOMAIN_B, RES, source=DOMAIN_A).square().mean().backward()
     assert all(g.weight.grad[DOMAIN_B].abs().sum() > 0 and torch.all(g.weight.grad[DOMAIN_A] == 0) for g in gates)
     zeros = {hw: torch.zeros_like(s) for hw, s in skips.items()}
@@ -145,8 +149,7 @@ def test_the_high_pass_removes_flat_colour_and_keeps_an_edge():
 
 
 def test_high_passed_links_cannot_carry_flat_colour_but_lower_links_can():
-    latent = torch.randn(2, 32, 4, 4)
-    skips = {hw: torch.randn(2, c, hw, hw) for hw, c in ((8, 32), (16, 32), (32, 16))}
+    latent, skips = random_code()
 
     def shifted(hw: int) -> dict[int, torch.Tensor]:
         offset = torch.randn(1, skips[hw].shape[1], 1, 1)
@@ -182,8 +185,7 @@ def test_drop_links_zeroes_whole_pictures_at_about_the_rate_and_keeps_the_rest_a
 
 
 def test_dropped_links_carry_nothing_in_training_and_every_link_serves_inference():
-    latent = torch.randn(2, 32, 4, 4)
-    skips = {hw: torch.randn(2, c, hw, hw) for hw, c in ((8, 32), (16, 32), (32, 16))}
+    latent, skips = random_code()
     changed = {hw: torch.randn_like(s) for hw, s in skips.items()}
     gen = Generator(small_cfg(skip_dropout=0.9999999))
     assert [block.dropout for block in gen.blocks.values()] == [0.9999999] * 3
@@ -208,8 +210,7 @@ def test_a_link_dropout_outside_zero_to_one_is_refused(probability):
 
 # ----------------------------------------------------------------- model.translation_link_max_resolution
 def test_translations_take_the_links_up_to_their_limit_and_reconstructions_take_every_link():
-    latent = torch.randn(2, 32, 4, 4)
-    skips = {hw: torch.randn(2, c, hw, hw) for hw, c in ((8, 32), (16, 32), (32, 16))}
+    latent, skips = random_code()
 
     def changed(hw: int) -> dict[int, torch.Tensor]:
         return {**skips, hw: torch.randn_like(skips[hw])}
@@ -262,8 +263,7 @@ def test_the_trunk_sits_at_its_resolution_and_switches_with_the_domain():
     gen = Generator(cfg)
     assert [hw for hw, block in gen.blocks.items() if len(block.trunk)] == ["16"]
     assert len(gen.blocks["16"].trunk) == 2
-    latent = torch.randn(2, 32, 4, 4)
-    skips = {hw: torch.randn(2, c, hw, hw) for hw, c in ((8, 32), (16, 32), (32, 16))}
+    latent, skips = random_code()
     out = gen(latent, skips, DOMAIN_B, RES, source=DOMAIN_A)
     assert out.shape == (2, 3, RES, RES)
     out.square().mean().backward()

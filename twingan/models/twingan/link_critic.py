@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from twingan.domains import DOMAIN_A, DOMAIN_B
+from twingan.domains import DOMAIN_B, DOMAINS
 
 
 class LinkCritic(nn.Module):
@@ -41,7 +41,7 @@ class LinkCritic(nn.Module):
 def _domain_loss(critic: LinkCritic, levels: list[dict[int, Tensor]], target: list[float]) -> Tensor:
     """BCE of each domain's features against that domain's target probability of anime, summed."""
     total = 0.0
-    for d in (DOMAIN_A, DOMAIN_B):
+    for d in DOMAINS:
         logits = critic(levels[d])
         total = total + F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target[d]))
     return total
@@ -50,7 +50,7 @@ def _domain_loss(critic: LinkCritic, levels: list[dict[int, Tensor]], target: li
 def critic_loss(critic: LinkCritic, levels: list[dict[int, Tensor]]) -> Tensor:
     """The critic's term: each domain's features (detached) labelled with their own domain."""
     detached = [{hw: x.detach() for hw, x in domain.items()} for domain in levels]
-    return _domain_loss(critic, detached, [float(d == DOMAIN_B) for d in (DOMAIN_A, DOMAIN_B)])
+    return _domain_loss(critic, detached, [float(d == DOMAIN_B) for d in DOMAINS])
 
 
 def encoder_loss(critic: LinkCritic, levels: list[dict[int, Tensor]]) -> Tensor:
