@@ -77,6 +77,13 @@ def outputs(translator: Translator) -> dict[str, Tensor]:
     return {k: v.detach().cpu() for k, v in found.items()}
 
 
+CROSS_CPU_ATOL = 1e-4
+"""How far outputs may move between CPU kinds. oneDNN picks other convolution kernels (AVX2 on AMD
+EPYC, AVX-512/AMX on Intel Xeon) that sum in another order: measured worst case 1.46e-6 (cycle_a,
+CycleGAN, AMD against the Intel recording). 1e-4 leaves ~70x room; what this test is for (a renamed
+key, a changed default, a moved clamp) moves outputs by 1e-2 or more."""
+
+
 @pytest.mark.parametrize("name", FROZEN)
 def test_an_old_checkpoint_translates_as_it_did(name):
     translator = Translator.from_checkpoint(DATA / f"{name}.pt", "cpu")
@@ -84,7 +91,8 @@ def test_an_old_checkpoint_translates_as_it_did(name):
     found = outputs(translator)
     assert found.keys() == expected.keys()
     for key, value in expected.items():
-        torch.testing.assert_close(found[key], value, atol=1e-6, rtol=0, msg=f"{name}: {key}")
+        torch.testing.assert_close(found[key], value, atol=CROSS_CPU_ATOL, rtol=0,
+                                   msg=lambda detail, key=key: f"{name}: {key}: {detail}")
 
 
 @pytest.mark.parametrize("name", FROZEN)
