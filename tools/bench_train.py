@@ -29,22 +29,34 @@ from twingan.models import family
 from twingan.training import Trainer
 
 
+def make_trainer(preset: str, resolution: int, device: str, overrides: list[str], tmp: Path) -> Trainer:
+    """A trainer of the preset that starts at `resolution` (no growing), on a one-picture data set
+    in `tmp`: the benchmarks feed it synthetic batches."""
+    for domain in ("a", "b"):
+        (tmp / domain).mkdir()
+        Image.new("RGB", (resolution, resolution), (120, 90, 60)).save(tmp / domain / "0.png")
+    common = [f"model.resolution={resolution}", f"data.domain_a={tmp}/a", f"data.domain_b={tmp}/b",
+              f"runtime.device={device}", *overrides]
+    cfg = load_config(preset, common)
+    if family(cfg.model.name).grows:
+        cfg = load_config(preset, [f"train.start_resolution={resolution}", *common])
+    return Trainer(cfg, tmp / "run", progress=False)
+
+
+def synthetic_batches(trainer: Trainer, phase, resolution: int) -> list[torch.Tensor]:
+    """Random uint8 pictures, one batch per domain, of the phase's batch size."""
+    shape = (trainer.recipe.batch_size(phase), 1 if trainer.cfg.data.grayscale else 3, resolution, resolution)
+    return [torch.randint(0, 256, shape, dtype=torch.uint8) for _ in range(2)]
+
+
 def measure(preset: str, resolution: int, steps: int, warmup: int, device: str,
-            overrides: list[str]) -> tuple[float, int, float]:
+            overrides: list[str]) -> tuple[float, int, float, str]:
     with tempfile.TemporaryDirectory() as tmp:
-        for domain in ("a", "b"):
-            (Path(tmp) / domain).mkdir()
-            Image.new("RGB", (resolution, resolution), (120, 90, 60)).save(Path(tmp) / domain / "0.png")
-        common = [f"model.resolution={resolution}", f"data.domain_a={tmp}/a", f"data.domain_b={tmp}/b",
-                  f"runtime.device={device}", *overrides]
-        cfg = load_config(preset, common)
-        if family(cfg.model.name).grows:
-            cfg = load_config(preset, [f"train.start_resolution={resolution}", *common])
-        trainer = Trainer(cfg, Path(tmp) / "run", progress=False)
+        trainer = make_trainer(preset, resolution, device, overrides, Path(tmp))
+        cfg = trainer.cfg
         phase = trainer.phases[-1]
-        batch = trainer.recipe.batch_size(phase)
-        shape = (batch, 1 if cfg.data.grayscale else 3, resolution, resolution)
-        batches = [torch.randint(0, 256, shape, dtype=torch.uint8) for _ in range(2)]
+        batches = synthetic_batches(trainer, phase, resolution)
+        batch = batches[0].shape[0]
         is_cuda = trainer.device.type == "cuda"
 
         def sync() -> None:
@@ -73,7 +85,7 @@ def measure(preset: str, resolution: int, steps: int, warmup: int, device: str,
             peak = torch.cuda.max_memory_allocated()
         else:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        return rate, batch, peak / 2**20
+        return rate, batch, peak / 2**20, trainer.precision
 
 
 def main() -> None:
@@ -88,10 +100,11 @@ def main() -> None:
     args = parser.parse_args()
     print(f"preset {args.preset}, {args.steps} timed steps after {args.warmup} warm-up steps, "
           f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}")
-    print(f"{'resolution':>10} {'batch':>6} {'images/s':>9} {'peak MB':>9}")
+    print(f"{'resolution':>10} {'batch':>6} {'images/s':>9} {'peak MB':>9} {'precision':>9}")
     for resolution in args.resolutions:
-        rate, batch, peak = measure(args.preset, resolution, args.steps, args.warmup, args.device, args.overrides)
-        print(f"{resolution:>10} {batch:>6} {rate:>9.2f} {peak:>9.0f}")
+        rate, batch, peak, precision = measure(args.preset, resolution, args.steps, args.warmup, args.device,
+                                               args.overrides)
+        print(f"{resolution:>10} {batch:>6} {rate:>9.2f} {peak:>9.0f} {precision:>9}")
     print("peak MB: CUDA max allocated per resolution, or the process's peak RSS so far on CPU")
 
 

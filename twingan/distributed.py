@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 
 from twingan.errors import UserError
 
@@ -96,6 +96,15 @@ def average_buffers(module: nn.Module, info: DistInfo) -> None:
         if buffer.is_floating_point():
             dist.all_reduce(buffer.data)
             buffer.data /= info.world_size
+
+
+def average_tensor(values: Tensor, info: DistInfo) -> Tensor:
+    """Mean of a tensor across processes (itself when there is one process)."""
+    if not info.enabled:
+        return values
+    values = values.clone()
+    dist.all_reduce(values)
+    return values / info.world_size
 
 
 def average_scalars(values: dict[str, float], info: DistInfo, device: torch.device) -> dict[str, float]:

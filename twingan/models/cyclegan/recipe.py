@@ -27,7 +27,7 @@ from twingan.models.cyclegan.image_pool import ImagePool
 from twingan.models.cyclegan.networks import build_discriminator, build_generator
 from twingan.models.protocols import TrainingData
 from twingan.schedule import Phase
-from twingan.stepping import StepContext, detached_values
+from twingan.stepping import StepContext, adam, keep_fused
 
 GAN_KINDS = {"lsgan": "lsgan", "vanilla": "nonsaturating", "wgangp": "wgan"}
 """loss.gan, named as the reference names it -> the same objective in twingan.losses (the
@@ -67,12 +67,12 @@ class CycleGANRecipe:
         except ValueError as exc:
             raise UserError(str(exc)) from None
         self.gens.to(memory_format=ctx.memory_format)
-        self.discs.to(memory_format=ctx.memory_format)
+        self.discs.to(memory_format=ctx.critic_memory_format)
         distributed.broadcast_parameters(self.gens, ctx.dist)
         distributed.broadcast_parameters(self.discs, ctx.dist)
-        adam = {"lr": t.lr, "betas": (t.beta1, t.beta2), "fused": ctx.device.type in ("cpu", "cuda")}
-        self.opt_g = torch.optim.Adam(self.gens.parameters(), **adam)
-        self.opt_d = torch.optim.Adam(self.discs.parameters(), **adam)
+        settings = {"lr": t.lr, "betas": (t.beta1, t.beta2)}
+        self.opt_g = adam(self.gens.parameters(), ctx.device, **settings)
+        self.opt_d = adam(self.discs.parameters(), ctx.device, **settings)
         self.scaler_g, self.scaler_d = ctx.grad_scaler(), ctx.grad_scaler()
         self.pools = [ImagePool(t.pool_size), ImagePool(t.pool_size)]
         self.stack_calls = m.norm == "instance"
@@ -144,7 +144,7 @@ class CycleGANRecipe:
             weights = {"gan_ab": 1.0, "gan_ba": 1.0, "cycle_a": w.cycle_a, "cycle_b": w.cycle_b,
                        "identity_a": w.cycle_a * w.identity, "identity_b": w.cycle_b * w.identity}
             g_total = sum(weights[k] * v for k, v in g_terms.items())
-        g_values = ctx.finite(detached_values(g_terms))
+        g_values = ctx.finite(g_terms)
         self.discs.requires_grad_(True)
         if g_values is None:
             return None
@@ -154,7 +154,7 @@ class CycleGANRecipe:
         with ctx.autocast():
             d_terms = self._discriminator_terms([real_a, real_b], fakes)
             d_total = sum(v * (w.gp_weight if k.endswith("_penalty") else 1.0) for k, v in d_terms.items())
-        d_values = ctx.finite(detached_values(d_terms))
+        d_values = ctx.finite(d_terms)
         if d_values is None:
             return None
         ctx.update(d_total, self.opt_d, self.discs, self.scaler_d)
@@ -200,6 +200,8 @@ class CycleGANRecipe:
         self.discs.load_state_dict(state["discs"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        keep_fused(self.opt_g)
+        keep_fused(self.opt_d)
         self.scaler_g.load_state_dict(state["scaler_g"])
         self.scaler_d.load_state_dict(state["scaler_d"])
         for pool, saved in zip(self.pools, state["pools"]):

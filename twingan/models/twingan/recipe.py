@@ -16,6 +16,7 @@ import functools
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.profiler import record_function
 
 from twingan import distributed, losses
 from twingan.config import Config, LossConfig
@@ -27,7 +28,7 @@ from twingan.models.twingan.link_critic import LinkCritic, critic_loss, encoder_
 from twingan.models.twingan.networks import Discriminator, DomainNorm2d, SkipGate, TwinGAN, encoder_channels
 from twingan.models.twingan.patch_nce import PatchNCE, feature_levels
 from twingan.schedule import Phase, build_phases, lr_factor
-from twingan.stepping import StepContext, detached_values
+from twingan.stepping import StepContext, adam, keep_fused
 
 
 TRANSLATION_GAN = ("translation_gan_a", "translation_gan_b")
@@ -80,18 +81,18 @@ class TwinGANRecipe:
             self.discs = nn.ModuleList(Discriminator(cfg.model, data.image_channels) for _ in DOMAINS)
         except ValueError as exc:
             raise UserError(str(exc)) from None
-        self.discs.to(ctx.device, memory_format=ctx.memory_format)
+        self.discs.to(ctx.device, memory_format=ctx.critic_memory_format)
         distributed.broadcast_parameters(self.net, ctx.dist)
         distributed.broadcast_parameters(self.discs, ctx.dist)
         self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
         self.source = cfg.model.character
         self.tag_code = (load_tag_code(cfg.model.illust2vec_weights, cfg.model.character_tags, ctx.device)
                          if self.source == "illust2vec" else None)
-        adam = {"lr": cfg.train.lr, "betas": (cfg.train.beta1, cfg.train.beta2), "eps": cfg.train.eps}
+        settings = {"lr": cfg.train.lr, "betas": (cfg.train.beta1, cfg.train.beta2), "eps": cfg.train.eps}
         switch = domain_switch_parameters(self.net)
         apart = {id(p) for p in switch}
         if self.source == "learned":
-            self.opt_c = torch.optim.Adam(self.net.character.parameters(), **adam)
+            self.opt_c = adam(self.net.character.parameters(), ctx.device, **settings)
             self.scaler_c = ctx.grad_scaler()
             apart |= {id(p) for p in self.net.character.parameters()}
         rest = [p for p in self.net.parameters() if id(p) not in apart]
@@ -105,8 +106,8 @@ class TwinGANRecipe:
         if self.link_critic is not None:
             distributed.broadcast_parameters(self.link_critic, ctx.dist)
         self.critic_side = nn.ModuleList([self.discs, *([self.link_critic] if self.link_critic is not None else [])])
-        self.opt_g = torch.optim.Adam([{"params": rest}, {"params": switch}], **adam)
-        self.opt_d = torch.optim.Adam(self.critic_side.parameters(), **adam)
+        self.opt_g = adam([{"params": rest}, {"params": switch}], ctx.device, **settings)
+        self.opt_d = adam(self.critic_side.parameters(), ctx.device, **settings)
         self._set_learning_rates(0)
         self.scaler_g, self.scaler_d = ctx.grad_scaler(), ctx.grad_scaler()
 
@@ -136,16 +137,16 @@ class TwinGANRecipe:
         """Learned source: one contrastive update of the character encoder; None when skipped."""
         with self.ctx.autocast():
             loss = contrastive_loss(self.net.character, anime)
-        values = self.ctx.finite({"character_contrastive": float(loss.detach())})
+        values = self.ctx.finite({"character_contrastive": loss})
         if values is not None:
             self.ctx.update(loss * self.cfg.loss.character_contrastive, self.opt_c, self.net.character, self.scaler_c)
             self.opt_c.zero_grad(set_to_none=True)  # or the generator update would all-reduce them again
         return values
 
     def _generator_pass(self, reals: list[Tensor], res: int,
-                        alpha: float) -> tuple[dict[str, Tensor], list, list, list]:
-        """All generator-side terms, plus the translations, reconstructions and encoder outputs
-        for the D step.
+                        alpha: float) -> tuple[dict[str, Tensor], dict[str, list[Tensor]], list]:
+        """All generator-side terms, plus what the D step reuses: the critics' scores of the
+        translations and reconstructions (see `step`) and the encoder outputs.
 
         With a character source, anime reconstruction is conditioned on the picture's own code and
         photo -> anime on the code of another anime picture of the batch, which the translation
@@ -166,8 +167,9 @@ class TwinGANRecipe:
             "reconstruction": sum(F.l1_loss(recon[d], reals[d]) for d in DOMAINS),
             "semantic": sum(F.l1_loss(recodes[d][0], codes[1 - d][0]) for d in DOMAINS),
         }
+        scores = {"trans": [self.discs[d](trans[d], res, alpha) for d in DOMAINS]}
         for d in DOMAINS:
-            terms[TRANSLATION_GAN[d]] = losses.generator_loss(self.discs[d](trans[d], res, alpha), w.gan)
+            terms[TRANSLATION_GAN[d]] = losses.generator_loss(scores["trans"][d], w.gan)
         terms["translation_gan"] = sum(terms[TRANSLATION_GAN[d]] for d in DOMAINS)
         if target is not None and w.character > 0:
             found = self._character_code(trans[DOMAIN_B], self.net)
@@ -183,9 +185,9 @@ class TwinGANRecipe:
             terms["cycle"] = sum(F.l1_loss(gen(*recodes[d], 1 - d, res, alpha, conditions["recon"][1 - d], source=d),
                                            reals[1 - d]) for d in DOMAINS)
         if self._reconstruction_gan_on(res):
-            terms["reconstruction_gan"] = sum(
-                losses.generator_loss(self.discs[d](recon[d], res, alpha), w.gan) for d in DOMAINS)
-        return terms, trans, recon, levels
+            scores["recon"] = [self.discs[d](recon[d], res, alpha) for d in DOMAINS]
+            terms["reconstruction_gan"] = sum(losses.generator_loss(scores["recon"][d], w.gan) for d in DOMAINS)
+        return terms, scores, levels
 
     def _reconstruction_gan_on(self, res: int) -> bool:
         return self.cfg.loss.reconstruction_gan > 0 and res >= self.cfg.loss.reconstruction_gan_min_resolution
@@ -196,7 +198,7 @@ class TwinGANRecipe:
         w = self.cfg.loss
         return w.penalty != "none" and w.penalty_weight > 0 and (images_seen // batch_images) % w.penalty_every == 0
 
-    def _discriminator_terms(self, reals: list[Tensor], trans: list[Tensor], recon: list[Tensor], levels: list[dict],
+    def _discriminator_terms(self, reals: list[Tensor], scores: dict[str, list[Tensor]], levels: list[dict],
                              res: int, alpha: float, penalised: bool) -> dict[str, Tensor]:
         w = self.cfg.loss
         terms: dict[str, Tensor] = {"d_translation": 0, "d_reconstruction": 0, "d_penalty": 0}
@@ -205,12 +207,10 @@ class TwinGANRecipe:
         for d in DOMAINS:
             critic = self.discs[d]
             real_logits = critic(reals[d], res, alpha)
-            fake_logits = critic(trans[d].detach(), res, alpha)
-            terms[D_TRANSLATION[d]] = losses.discriminator_loss(real_logits, fake_logits, w.gan)
+            terms[D_TRANSLATION[d]] = losses.discriminator_loss(real_logits, scores["trans"][d], w.gan)
             terms["d_translation"] += terms[D_TRANSLATION[d]]
             if self._reconstruction_gan_on(res):
-                terms["d_reconstruction"] += losses.discriminator_loss(
-                    real_logits, critic(recon[d].detach(), res, alpha), w.gan)
+                terms["d_reconstruction"] += losses.discriminator_loss(real_logits, scores["recon"][d], w.gan)
             if penalised:
                 judge = functools.partial(critic, resolution=res, alpha=alpha)
                 terms["d_penalty"] += losses.gradient_penalty(w.penalty, judge, reals[d])
@@ -233,31 +233,40 @@ class TwinGANRecipe:
             if c_values is None:
                 return None
 
-        frozen = [self.critic_side, *([self.net.character] if self.source == "learned" else [])]
+        # The critics score the translations and reconstructions once, in the generator pass, and
+        # the D step reuses those scores: its critics are the same weights (not yet updated) on the
+        # same pictures, so a second forward would compute the same numbers. Each backward is
+        # restricted to its own side's parameters (`inputs`), so the generator's backward computes
+        # no critic weight gradients and the critics' backward stops at the pictures, which is
+        # what detaching them did. (With model.spectral_norm the D step sees the power iteration
+        # of the generator pass's forward instead of one more.)
+        frozen = [*([self.link_critic] if self.link_critic is not None else []),
+                  *([self.net.character] if self.source == "learned" else [])]
         for module in frozen:
             module.requires_grad_(False)
-        with ctx.autocast():
-            g_terms, trans, recon, levels = self._generator_pass(reals, res, alpha)
+        with ctx.autocast(), record_function("generator forward"):
+            g_terms, scores, levels = self._generator_pass(reals, res, alpha)
             g_total = sum(weights[k] * v for k, v in g_terms.items() if k in weights)
-        g_values = ctx.finite(detached_values(g_terms))
+        g_values = ctx.finite(g_terms)
         for module in frozen:
             module.requires_grad_(True)
         if g_values is None:
             return None
-        ctx.update(g_total, self.opt_g, self.generator_side, self.scaler_g)
-        self.update_ema(reals[0].shape[0] * ctx.dist.world_size, images_seen)
+        ctx.update(g_total, self.opt_g, self.generator_side, self.scaler_g, "generator", keep_graph=True)
+        with record_function("EMA"):
+            self.update_ema(reals[0].shape[0] * ctx.dist.world_size, images_seen)
 
         d_weights = {"d_reconstruction": w.reconstruction_gan, "d_penalty": w.penalty_weight * w.penalty_every,
                      "d_link": 1.0,
                      **{D_TRANSLATION[d]: direction_weights[d] for d in DOMAINS}}
         penalised = self._penalised(images_seen, reals[0].shape[0] * ctx.dist.world_size)
-        with ctx.autocast():
-            d_terms = self._discriminator_terms(reals, trans, recon, levels, res, alpha, penalised)
+        with ctx.autocast(), record_function("critic forward"):
+            d_terms = self._discriminator_terms(reals, scores, levels, res, alpha, penalised)
             d_total = sum(d_weights[k] * v for k, v in d_terms.items() if k in d_weights)
-        d_values = ctx.finite(detached_values(d_terms))
+        d_values = ctx.finite(d_terms)
         if d_values is None:
             return None
-        ctx.update(d_total, self.opt_d, self.critic_side, self.scaler_d)
+        ctx.update(d_total, self.opt_d, self.critic_side, self.scaler_d, "critic")
         return {**c_values, **g_values, **d_values}
 
     @torch.no_grad()
@@ -268,10 +277,10 @@ class TwinGANRecipe:
         if self.cfg.train.ema_rampup is not None:
             half_life = min(half_life, images_seen * self.cfg.train.ema_rampup)
         keep = 0.5 ** (batch_images / max(half_life, 1e-8))
-        for averaged, live in zip(self.ema.parameters(), self.net.parameters()):
-            averaged.lerp_(live, 1.0 - keep)
-        for averaged, live in zip(self.ema.buffers(), self.net.buffers()):
-            averaged.copy_(live)
+        torch._foreach_lerp_(list(self.ema.parameters()), list(self.net.parameters()), 1.0 - keep)
+        buffers = list(self.ema.buffers())
+        if buffers:  # none with model.norm=instance or layer_instance
+            torch._foreach_copy_(buffers, list(self.net.buffers()))
 
     # ----------------------------------------------------------------- outputs and state
     def progress_note(self, phase: Phase, images_seen: int, values: dict[str, float]) -> str:
@@ -299,6 +308,9 @@ class TwinGANRecipe:
     def sync_buffers(self) -> None:
         distributed.average_buffers(self.net, self.ctx.dist)
         distributed.average_buffers(self.ema, self.ctx.dist)
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.opt_g, self.opt_d, *([self.opt_c] if self.source == "learned" else [])]
 
     def state_dict(self) -> dict:
         state = {"net": self.net.state_dict(), "ema": self.ema.state_dict(), "discs": self.discs.state_dict(),
@@ -328,3 +340,5 @@ class TwinGANRecipe:
         if self.source == "learned":
             self.opt_c.load_state_dict(state["opt_c"])
             self.scaler_c.load_state_dict(state["scaler_c"])
+        for optimizer in self.optimizers():
+            keep_fused(optimizer)
