@@ -262,3 +262,16 @@ def test_eval_without_a_checkpoint_scores_the_bundled_model(tmp_path):
     assert result.exit_code == 0, result.output
     assert NOTE in result.output
     assert json.loads((tmp_path / "r.json").read_text())["checkpoint"] == f"bundled model {bundled_model().name}"
+
+
+@pytest.mark.parametrize(("field", "value"), [("resolution", "64"), ("name", 5), ("default", "yes"), ("bytes", None)])
+def test_a_manifest_field_of_the_wrong_type_is_refused_in_one_line(shipped, field, value):
+    """Second hostile pass, item 15: such a manifest gave tracebacks in `twingan models` and translate."""
+    manifest = json.loads((shipped / bundled.MANIFEST).read_text())
+    manifest[0][field] = value
+    (shipped / bundled.MANIFEST).write_text(json.dumps(manifest))
+    result = CliRunner().invoke(main, ["models"])
+    assert result.exit_code == 1, result.output
+    assert "manifest" in result.output and "is damaged" in result.output and "Traceback" not in result.output
+    with pytest.raises(UserError, match="manifest .* is damaged"):
+        Translator.pretrained(device="cpu")

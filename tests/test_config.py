@@ -107,3 +107,29 @@ def test_resolved_config_round_trips(tmp_path):
     assert load_config(target) == cfg
     assert yaml.safe_load(target.read_text())["model"]["max_channels"] == 256
     assert [p.name for p in target.parent.iterdir()] == ["config.yaml"]
+
+
+BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8))
+"""Nested list aliases: a few hundred bytes that expand to 9^9 items."""
+
+
+def test_a_preset_with_yaml_aliases_is_refused_in_one_line(tmp_path):
+    """Second hostile pass, item 10: the expansion ran out of memory."""
+    (tmp_path / "laughs.yaml").write_text(BILLION_LAUGHS)
+    with pytest.raises(UserError, match="aliases .* are not allowed"):
+        load_config(tmp_path / "laughs.yaml")
+    (tmp_path / "dict.yaml").write_text("base: &b {lr: 1}\ntrain: *b\n")
+    with pytest.raises(UserError, match="aliases .* are not allowed"):
+        load_config(tmp_path / "dict.yaml")
+
+
+def test_an_override_with_an_alias_is_not_expanded(tmp_path):
+    with pytest.raises(UserError):
+        load_config("twingan_smoke", ["model.character_tags=[*a, *a]"])
+
+
+def test_a_preset_that_is_not_utf8_is_refused_naming_it(tmp_path):
+    (tmp_path / "latin.yaml").write_bytes(b"train:\n  lr: 0.1 # caf\xe9\n")
+    with pytest.raises(UserError, match="latin.yaml is not UTF-8"):
+        load_config(tmp_path / "latin.yaml")

@@ -36,11 +36,11 @@ def test_every_key_of_every_family_is_listed_with_a_meaning(name):
 def test_reference_shows_types_ranges_choices_and_each_familys_defaults():
     text = reference_markdown()
     assert _row(text, "data.random_crop") == [
-        "`data.random_crop`", "float", "`0.8`", "> 0.0, <= 1.0",
+        "`data.random_crop`", "float", "`0.8`", ">= 0.25, <= 1.0",
         "Side of the random crop as a fraction of the picture (1.0 disables it)."]
     assert _row(text, "loss.gan")[3] == "`nonsaturating` / `hinge` / `lsgan`"
     assert _row(text, "train.batch_size")[1:4] == [
-        "dict[int, int]", "`{4: 8, 8: 8, 16: 8, 32: 8, 64: 8, 128: 4, 256: 3, 512: 2}`", "values > 0"]
+        "dict[int, int]", "`{4: 8, 8: 8, 16: 8, 32: 8, 64: 8, 128: 4, 256: 3, 512: 2}`", "values > 0, <= 4096"]
     assert _row(text, "train.max_minutes")[1] == "float or null"
     assert _row(text, "train.lr")[2] == "`0.0001`"
     assert _row(text, "train.lr", after="## `model.name: cyclegan`")[2] == "`0.0002`"

@@ -90,6 +90,35 @@ def undecodable_folder(w: World, d: Path) -> Path:
     return d
 
 
+def png_text_bomb(w: World, d: Path) -> Path:
+    """A 51 KB PNG whose zTXt chunk inflates past Pillow's 1 MB text limit (Pillow: ValueError)."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "a" * 2_000_000, zip=True)
+    gradient_image(16).save(d / "bomb.png", pnginfo=info)
+    return d / "bomb.png"
+
+
+def ppm_named_jpg(w: World, d: Path) -> Path:
+    """A malformed PPM header in a file named .jpg (Pillow: ValueError)."""
+    (d / "bad.jpg").write_bytes(b"P6\n48 48\n2x5\n")
+    return d / "bad.jpg"
+
+
+def folder_with_a_bad_header(w: World, d: Path) -> Path:
+    write_image_folder(d / "photos", 2, size=24)
+    png_text_bomb(w, d / "photos")
+    return d / "photos"
+
+
+def folder_with_a_non_utf8_name(w: World, d: Path) -> Path:
+    """Second hostile pass, item 14: `bad\\xff\\xfe-name.png` beside good pictures."""
+    write_image_folder(d / "photos", 2, size=24)
+    gradient_image(24).save(d / "photos" / os.fsdecode(b"bad\xff\xfe-name.png"))
+    return d / "photos"
+
+
 def bad_files_only(w: World, d: Path) -> Path:
     for domain in "ab":
         (d / domain).mkdir()
@@ -202,6 +231,27 @@ CATALOGUE = [
          lambda w, d, m: ["train", str(w.preset), "--run-dir", str(d / "run"), f"data.domain_a={m / 'a'}",
                           f"data.domain_b={m / 'b'}", "data.verify=header", "--no-progress"],
          1, "none of its 2 pictures can be decoded"),
+    # 6b. Headers on which Pillow raises ValueError, not OSError (second hostile pass, item 8).
+    *[Case(f"translate {label}", make,
+           lambda w, d, m: ["translate", str(m), "-c", str(w.run), "-o", str(d / "o.png")], 1, "not a readable image")
+      for label, make in (("a PNG with a zTXt bomb", png_text_bomb), ("a PPM header named .jpg", ppm_named_jpg))],
+    Case("translate a folder holding a PNG with a zTXt bomb", folder_with_a_bad_header,
+         lambda w, d, m: ["translate", str(m), "-c", str(w.run), "-o", str(d / "out"), "--no-progress"],
+         1, "translated 2 of 3"),
+    Case("index build over a folder holding a PNG with a zTXt bomb", folder_with_a_bad_header,
+         lambda w, d, m: ["index", "build", "-c", str(w.run), "--a", str(m), "-o", str(d / "ix"), "--no-progress"],
+         0, "skipped 1"),
+    Case("neighbors of a PPM header named .jpg", ppm_named_jpg,
+         lambda w, d, m: ["neighbors", str(m), "--index", str(w.index), "-o", str(d / "sheet.png")],
+         1, "not a readable image"),
+    Case("prepare a folder holding a PNG with a zTXt bomb", folder_with_a_bad_header,
+         lambda w, d, m: ["prepare", str(m), "-o", str(d / "crops"), "--kind", "photo"], 1, "1 unreadable"),
+    # 6c. File names that are not UTF-8.
+    Case("index build over a file name that is not UTF-8", folder_with_a_non_utf8_name,
+         lambda w, d, m: ["index", "build", "-c", str(w.run), "--a", str(m), "-o", str(d / "ix"), "--no-progress"],
+         0, "file name is not valid UTF-8"),
+    Case("prepare over a file name that is not UTF-8", folder_with_a_non_utf8_name,
+         lambda w, d, m: ["prepare", str(m), "-o", str(d / "crops"), "--kind", "photo"], 0, "prepare_report.json"),
     # 7. What FAISS and empty folders used to turn into tracebacks.
     Case("index build --factory IVF1024,Flat on 8 pictures", None,
          lambda w, d, m: ["index", "build", "-c", str(w.run), "--a", str(w.photos), "-o", str(d / "ix"),
@@ -225,6 +275,9 @@ CATALOGUE = [
     # 11. A checkpoint stopped while growing works at the size it reached.
     Case("translate with a checkpoint stopped at 4 px", None,
          lambda w, d, m: ["translate", photo(w), "-c", str(w.early), "-o", str(d / "o.png")], 0, "translated 1 of 1"),
+    Case("eval of a checkpoint stopped at 4 px", None,
+         lambda w, d, m: ["eval", "-c", str(w.early), "--a", str(w.photos), "--b", str(w.anime), "--no-progress"],
+         0, "| photo -> anime |"),
     Case("translate --size 4 with a checkpoint stopped at 4 px", None,
          lambda w, d, m: ["translate", photo(w), "-c", str(w.early), "--size", "4", "-o", str(d / "o.png")],
          0, "translated 1 of 1"),
@@ -381,3 +434,28 @@ def test_decodes_share_a_pixel_budget(tmp_path):
     for thread in threads:
         thread.join()
     assert most[0] == 1 and budget.used == 0
+
+
+def test_a_checkpoint_whose_config_asks_for_a_huge_network_is_refused_before_building_it(world, tmp_path):
+    """Second hostile pass, item 11: a 2.8 MB checkpoint whose config asked for 8192 channels
+    built a 27 GiB network before any shape check. Its tensors are compared with a skeleton on
+    the meta device first; the refusal names the tensor."""
+    import resource
+
+    from twingan.checkpoint import load_checkpoint
+    from twingan.errors import UserError
+    from twingan.translator import Translator
+
+    state = load_checkpoint(world.run)
+    state["config"]["model"].update(channel_base=65536, max_channels=4096)
+    torch.save(state, tmp_path / "huge.pt")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(UserError, match=r"does not hold the networks its config describes \(tensor .* shape"):
+        Translator.from_checkpoint(tmp_path / "huge.pt", "cpu")
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 200, f"peak memory grew by {grown_mib:.0f} MiB"
+    state["config"]["model"]["max_channels"] = 8192
+    torch.save(state, tmp_path / "huger.pt")
+    result = CliRunner().invoke(main, ["translate", photo(world), "-c", str(tmp_path / "huger.pt"),
+                                       "-o", str(tmp_path / "o.png")])
+    assert result.exit_code == 1 and "max_channels" in result.output and "Traceback" not in result.output

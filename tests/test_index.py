@@ -20,6 +20,7 @@ from twingan.cli import main
 from twingan.config import load_config
 from twingan.domains import DOMAIN_LETTERS
 from twingan.errors import UserError
+from twingan.embedding import search_pictures
 from twingan.index import Index, IndexSettings
 from twingan.neighbors import index_embedder
 from twingan.training import Trainer
@@ -173,6 +174,8 @@ def test_python_api_matches_the_command(tmp_path, world):
     hits = [hit for domain in DOMAIN_LETTERS for hit in index.search_vectors(vector, 2, domain)[0]]
     assert [h.domain for h in hits] == ["a", "a", "b", "b"]
     assert hits[0].path == str(query.resolve())
+    readme = search_pictures(Index.open(tmp_path / "ix"), [Image.open(query)], k=2, domain="a")[0]
+    assert [(h.path, h.distance) for h in readme] == [(h.path, h.distance) for h in hits[:2]]
 
 
 def test_add_keeps_old_entries_and_skips_known_pictures(tmp_path, world):
@@ -213,3 +216,27 @@ def test_each_domain_is_centred_on_its_own_mean(tmp_path):
         index.add(d, v, [f"{d}/{i}.png" for i in range(len(v))], [""] * len(v))
     hits = index.search_vectors(index.transform(vectors["a"][:5], "a"), 1, "b")
     assert [h[0].path for h in hits] == [f"b/{i}.png" for i in range(5)]
+
+
+@pytest.mark.parametrize("writes", [1, 2])
+def test_a_reader_that_read_the_metadata_before_a_write_still_opens_the_index(tmp_path, monkeypatch, writes):
+    """Second hostile pass, item 13: `save` removed the old vector files right after replacing
+    the metadata, so a reader holding that metadata was told the index was damaged (34 of 44,554
+    opens during 150 writes). Now one previous generation stays, and a reader finding its files
+    gone reads the metadata again."""
+    index, _ = filled(tmp_path / "ix", np.random.default_rng(4))
+    index.save()
+    real, pending = index_module._read_meta, [writes]
+
+    def read_then_let_a_writer_in(path):
+        found = real(path)
+        if pending[0]:
+            count, pending[0] = pending[0], 0
+            for _ in range(count):
+                index.save()
+        return found
+
+    monkeypatch.setattr(index_module, "_read_meta", read_then_let_a_writer_in)
+    opened = Index.open(tmp_path / "ix")
+    assert opened.count("a") == 200 and opened.count("b") == 200
+    assert len(list((tmp_path / "ix").glob("a-*.faiss"))) == 2  # the newest and the one before

@@ -181,3 +181,14 @@ def test_keep_best_off_writes_no_best_checkpoint(tmp_path):
     preset = test_training.tiny_preset(tmp_path, train={"eval_every": 4, "eval_pictures": 2, "keep_best": False})
     result = Trainer(load_config(preset), tmp_path / "run", progress=False).run()
     assert result.best is None and not list((tmp_path / "run" / "checkpoints").glob("best-*"))
+
+
+def test_swd_works_on_pictures_smaller_than_its_patches():
+    """A run stopped at 4 px is evaluated at 4 px (second new-user pass, item 2: it raised
+    `random_ expects 'from' to be less than 'to'`)."""
+
+    x = torch.rand(6, 3, 4, 4) * 2 - 1
+    same = swd(x, x)
+    other = swd(x, torch.rand(6, 3, 4, 4) * 2 - 1)
+    assert len(same) == 1 and same[0] == pytest.approx(0.0, abs=1e-9)
+    assert other[0] > 0.01

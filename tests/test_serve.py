@@ -192,9 +192,10 @@ HOSTILE = {
                        422, "photo: Field required"),
     "a bad field value": (lambda c: post(c, direction="sideways"), 422, "direction"),
     "a bad k": (lambda c: post(c, "/api/neighbors", k=10_000), 422, "k:"),
-    "a reference for photo output": (lambda c: post(c, direction="b2a", reference_id=1), 422, "b2a makes photos"),
+    "a reference for photo output": (lambda c: post(c, direction="b2a", reference_id=9), 422, "b2a makes photos"),
     "tags for a model that learned its codes": (lambda c: post(c, tags="green hair"), 422, "learned its own"),
     "an unknown gallery picture": (lambda c: post(c, reference_id=999_999), 422, "no picture 999999"),
+    "a photo as the character reference": (lambda c: post(c, reference_id=1), 422, "is a photo, not an anime"),
     "a path for a picture id": (lambda c: c.get("/api/pictures/..%2F..%2Fetc%2Fpasswd"), 404, "Not Found"),
     "an unknown picture id": (lambda c: c.get("/api/pictures/424242"), 404, "no picture 424242"),
 }
@@ -414,3 +415,29 @@ def test_the_page_takes_an_uploaded_character_and_hides_what_the_server_lacks(br
         bare = page.use_page(chromium, url, photo)
     assert bare.state == "done", bare.status
     assert not bare.character_offered and bare.neighbours == 0
+
+
+def test_an_upload_that_stalls_is_answered_408_and_let_go():
+    """Second hostile pass, item 12: a client that stopped sending its body held the connection
+    (and, after SIGTERM, the server) until it hung up."""
+    import asyncio
+
+    from twingan.serve.uploads import Limits, UploadGuard
+
+    async def never_called(scope, receive, send):
+        raise AssertionError("the route ran without a whole body")
+
+    async def stalled():
+        await asyncio.Event().wait()
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/api/translate",
+             "headers": [(b"content-type", b"multipart/form-data; boundary=x")]}
+    guard = UploadGuard(never_called, Limits(body_seconds=0.2), {"/api/translate"})
+    asyncio.run(asyncio.wait_for(guard(scope, stalled, send), 5))
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 408
+    assert b"took over" in sent[1]["body"]

@@ -296,10 +296,10 @@ def test_lazy_penalty_falls_on_every_nth_step_with_n_times_the_weight(tmp_path, 
     critic_losses = []
     update = type(trainer.recipe.ctx).update
 
-    def recording_update(ctx, total, optimizer, module, scaler):
+    def recording_update(ctx, total, optimizer, module, scaler, *args, **kwargs):
         if optimizer is trainer.recipe.opt_d:
             critic_losses.append(float(total.detach()))
-        update(ctx, total, optimizer, module, scaler)
+        update(ctx, total, optimizer, module, scaler, *args, **kwargs)
 
     monkeypatch.setattr(type(trainer.recipe.ctx), "update", recording_update)
     trainer.run()
@@ -317,3 +317,40 @@ def test_logged_losses_are_averaged_over_the_steps_that_computed_them(tmp_path):
     log.losses(8, Phase.fixed(8, 100), lr=1e-3)
     row = metrics(tmp_path)[-1]
     assert row["reconstruction"] == 2.0 and row["d_penalty"] == 6.0
+
+
+def test_the_progress_bar_ends_where_max_minutes_stops_the_run(tmp_path):
+    """Second new-user pass, item 3: the bar counted to the schedule's end (212k images for
+    twingan_cpu_64, an ETA of 30 to 56 hours) although max_minutes stops the run in 30 minutes."""
+    from types import SimpleNamespace
+
+    trainer = Trainer(load_config(tiny_preset(tmp_path), ["train.max_minutes=1"]), tmp_path / "run", progress=False)
+    trainer._started = time.monotonic() - 25  # 35 s left
+    bar = SimpleNamespace(n=8, total=trainer.total_images, disable=False, format_dict={"rate": 0.1})
+    trainer._aim_bar(bar)
+    assert bar.total == 11  # 8 seen + 0.1 images/s for the 35 s left
+    eta = (bar.total - bar.n) / bar.format_dict["rate"]
+    assert eta <= 35
+    fast = SimpleNamespace(n=8, total=trainer.total_images, disable=False, format_dict={"rate": 100.0})
+    trainer._aim_bar(fast)
+    assert fast.total == trainer.total_images  # the schedule ends first: its end stays
+
+
+def test_a_second_training_into_a_busy_run_folder_is_refused_and_harms_nothing(tmp_path):
+    """Second hostile pass, item 9: two trainings into one --run-dir both exited 0 and the
+    checkpoint held the second's weights."""
+    import fcntl
+
+    from twingan.training import RUN_LOCK
+
+    cfg = load_config(tiny_preset(tmp_path))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("the first run's\n")
+    with open(run / RUN_LOCK, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(UserError, match="is being trained by another process"):
+            Trainer(cfg, run, progress=False).run()
+        assert (run / "config.yaml").read_text() == "the first run's\n"
+    result = Trainer(cfg, tmp_path / "run2", progress=False).run()  # the lock goes with its holder
+    assert result.images_seen == 24

@@ -19,7 +19,7 @@ from twingan.config import DataConfig, load_config
 from twingan.data.pictures import resize_for_model, to_tensor
 from twingan.data.transforms import loader_transform, to_model_range
 from twingan.errors import UserError
-from twingan.face_paste import feather_mask
+from twingan.face_paste import face_mask, paste_faces
 from twingan.training import Trainer
 from twingan.translator import Translator
 
@@ -146,12 +146,36 @@ def test_face_mode_translates_the_face_and_keeps_the_rest(tmp_path, checkpoints)
     before = np.asarray(photo).astype(int)
     assert out.shape == before.shape
     changed = np.abs(out - before).sum(axis=2) > 0
-    assert changed.sum() > 0.05 * changed.size and not changed[-20:, :].any()
+    assert changed.sum() > 0.03 * changed.size and not changed[-20:, :].any()  # the face's oval, not its square
 
 
-def test_feather_mask_is_opaque_inside_and_clear_at_the_edge():
-    mask = np.asarray(feather_mask(100))
-    assert mask[50, 50] == 255 and mask[0, 50] < 10 and mask[50, 0] < 10
+def test_the_face_mask_is_opaque_over_the_face_and_clear_well_inside_the_square():
+    mask = face_mask(100)
+    assert mask[50, 50] == 1.0 and mask.max() <= 1.0 and mask.min() >= 0.0
+    assert mask[:10].max() == 0 and mask[:, :8].max() == 0 and mask[-3:].max() == 0 and mask[:, -8:].max() == 0
+
+
+def test_a_pasted_face_leaves_no_band_or_halo_on_a_flat_background():
+    """Second new-user pass, item 5: a translucent band above the pasted square (CLI), a greenish
+    halo round it (serve). A flat grey photo gets a translation that is greener overall, with the
+    bright smeared top rows a 64 px generator paints: nothing of either may show outside the face."""
+    photo = Image.new("RGB", (300, 300), (120, 120, 120))
+    patch = np.full((64, 64, 3), (100, 150, 100), np.uint8)
+    patch[:6] = 250  # the smeared top rows
+    patch[24:40, 24:40] = (30, 30, 30)  # a feature in the face's middle
+    pasted = np.asarray(paste_faces(photo, [(50, 50, 250, 250)], [Image.fromarray(patch)])).astype(int)
+    grey = np.array([120, 120, 120])
+    inside = np.zeros((300, 300), bool)
+    inside[50:250, 50:250] = True
+    assert (pasted[~inside] == grey).all()
+    box = pasted[50:250, 50:250]
+    assert np.abs(box[:30] - grey).max() <= 2, "the band of the square's top rows shows"
+    centre = box[70:130, 70:130]
+    assert centre.min() < 60, "the face itself was not pasted"
+    ring = face_mask(200)
+    rim = (ring > 0.02) & (ring < 0.3)
+    assert np.abs(box[rim] - grey).max() <= 12, "a colour step (halo) shows where the face meets the photo"
+    assert np.abs(box[rim] - grey).mean() <= 4
 
 
 def test_translator_refuses_a_twingan_run_without_checkpoints(tmp_path):

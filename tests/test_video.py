@@ -315,3 +315,27 @@ def test_the_python_api(tmp_path, translator):
     clip = make_clip(tmp_path / "clip.mp4", frames=4)
     report = translator.translate_video(clip, tmp_path / "anime.mp4", progress=False)
     assert report.frames == 4 and (tmp_path / "anime.mp4").is_file()
+
+
+def test_frames_over_the_pixel_limit_are_refused_before_decoding(translator, tmp_path, monkeypatch):
+    """Second hostile pass, item 11: a 190 KB clip declaring 8000 x 8000 frames was OOM-killed."""
+    clip = make_clip(tmp_path / "in.mp4", frames=2)
+    monkeypatch.setattr(video, "MAX_FRAME_PIXELS", 96 * 64 - 1)
+    with pytest.raises(VideoError, match="frames of 96x64 are over 6,143 pixels"):
+        translate_video(translator, clip, tmp_path / "out.mp4", progress=False)
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_a_video_cut_short_says_how_many_frames_it_lost(translator, tmp_path, caplog, monkeypatch):
+    """Second hostile pass, item 15: a video cut at 60% was translated silently (12 of 20 frames).
+    A 12-frame clip whose header is made to declare 20 stands for the cut file."""
+    import dataclasses
+    import logging
+
+    clip = make_clip(tmp_path / "in.mp4", frames=12)
+    real_probe = video.probe
+    monkeypatch.setattr(video, "probe", lambda path: dataclasses.replace(real_probe(path), frames=20))
+    with caplog.at_level(logging.WARNING, logger="twingan.video"):
+        report = translate_video(translator, clip, tmp_path / "out.mp4", progress=False)
+    assert report.frames == 12
+    assert any("only 12 of the 20 frames its header declares" in r.getMessage() for r in caplog.records)

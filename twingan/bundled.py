@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from twingan.atomic import atomic_path, write_text
 from twingan.errors import UserError
@@ -51,6 +51,20 @@ class BundledModel:
         return FOLDER / self.file
 
 
+def _entry(raw: Any) -> BundledModel:
+    """One manifest entry, its fields of the declared types: a field of the wrong type
+    ("resolution": "64") would otherwise pass here and fail later with a traceback in
+    `twingan models` or `translate`."""
+    if not isinstance(raw, dict):
+        raise TypeError(f"an entry is a {type(raw).__name__}, not an object")
+    model = BundledModel(**raw)
+    for name, kind in get_type_hints(BundledModel).items():
+        value = getattr(model, name)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise TypeError(f"{name} is {value!r}, not {kind.__name__}")
+    return model
+
+
 def bundled_models() -> list[BundledModel]:
     """Every model the manifest lists, the default first; none when the package ships none."""
     manifest = FOLDER / MANIFEST
@@ -58,9 +72,10 @@ def bundled_models() -> list[BundledModel]:
         return []
     try:
         entries = json.loads(manifest.read_text(encoding="utf-8"))
-        models = [BundledModel(**entry) for entry in entries]
+        models = [_entry(entry) for entry in entries]
     except (ValueError, TypeError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise UserError(f"the bundled-model manifest {manifest} is damaged ({exc}): reinstall twingan") from None
+        detail = " ".join(str(exc).split())[:200]
+        raise UserError(f"the bundled-model manifest {manifest} is damaged ({detail}): reinstall twingan") from None
     return sorted(models, key=lambda m: (not m.default, m.name))
 
 

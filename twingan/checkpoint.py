@@ -9,10 +9,12 @@ instead of a KeyError.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from twingan.atomic import atomic_path
 from twingan.errors import UserError
@@ -104,3 +106,26 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(f"checkpoint {path} has format version {state.get('version')}; "
                         f"this TwinGAN reads version {VERSION}")
     return state
+
+
+def build_and_load(build: Callable[[], nn.Module], state: dict[str, torch.Tensor]) -> nn.Module:
+    """`build()` with `state` loaded, once a skeleton built on the meta device (no memory) has
+    shown that the state holds exactly its tensors, shape for shape.
+
+    A checkpoint's config decides how large the network is: a damaged or hostile one asking for
+    8192 channels would otherwise allocate tens of GiB before load_state_dict found the shapes
+    wrong. Raises ValueError naming the first tensor that differs."""
+    with torch.device("meta"):
+        expected = build().state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise ValueError(f"tensors missing: {missing[:3] or 'none'}; unexpected: {unexpected[:3] or 'none'}")
+    for key, skeleton in expected.items():
+        found = getattr(state[key], "shape", None)
+        if found is None or tuple(found) != tuple(skeleton.shape):
+            raise ValueError(f"tensor {key} has shape {tuple(found) if found is not None else type(state[key])}, "
+                             f"the config asks for {tuple(skeleton.shape)}")
+    net = build()
+    net.load_state_dict(state)
+    return net

@@ -74,8 +74,12 @@ def main(verbose: bool) -> None:
 
     Run `twingan COMMAND --help` for the options of each command.
     """
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(levelname)s: %(message)s" if verbose else "%(message)s")
+    level = logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s" if verbose else "%(message)s")
+    # The group runs this inside tqdm's logging redirect, whose handler is already on the root
+    # logger, so basicConfig above adds nothing and sets no level: without this line every INFO
+    # line (the precision a run chose, "stopped by max_minutes at ...") was dropped.
+    logging.getLogger().setLevel(level)
     refuse_code_loading()
 
 

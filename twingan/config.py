@@ -36,6 +36,11 @@ FACE_TAGS = (
 Fraction = Annotated[float, pydantic.Field(gt=0.0, le=1.0)]
 NonNegative = Annotated[float, pydantic.Field(ge=0.0)]
 Positive = Annotated[int, pydantic.Field(gt=0)]
+Channels = Annotated[int, pydantic.Field(gt=0, le=4096)]
+"""A width: the widest published network has 512 channels; 4096 keeps a typo (8192, 10**8) from
+building tens of GiB of weights before any other check."""
+BatchSize = Annotated[int, pydantic.Field(gt=0, le=4096)]
+Rate = Annotated[float, pydantic.Field(gt=0.0, allow_inf_nan=False)]
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
@@ -51,7 +56,7 @@ class DataConfig:
     """Folder of domain B pictures (anime by convention), searched recursively."""
     resize: Literal["squash", "crop"] = "squash"
     """squash: resize to a square ignoring aspect (the original); crop: keep aspect, centre crop."""
-    random_crop: Fraction = 0.8
+    random_crop: Annotated[float, pydantic.Field(ge=0.25, le=1.0)] = 0.8
     """Side of the random crop as a fraction of the picture (1.0 disables it)."""
     hflip: bool = True
     """Random horizontal flip of training pictures."""
@@ -79,9 +84,9 @@ class ModelConfig:
     """The model family; `cyclegan` switches to CycleGAN's keys and defaults."""
     resolution: Positive = 256
     """Final output resolution (a power of two, at least 8)."""
-    channel_base: Positive = 1024
+    channel_base: Annotated[int, pydantic.Field(gt=0, le=2**16)] = 1024
     """Channels at stage s (hw = 4 * 2^s) are min(channel_base / 2^s, max_channels)."""
-    max_channels: Positive = 256
+    max_channels: Channels = 256
     """Most channels any stage may have (see channel_base)."""
     unet_max_resolution: int = 256
     """Highest resolution whose encoder block output is concatenated into the generator."""
@@ -214,7 +219,7 @@ class LoopConfig:
 
     __pydantic_config__ = _STRICT
 
-    seed: int = 0
+    seed: Annotated[int, pydantic.Field(ge=0, lt=2**31)] = 0
     """Seed of the initial weights, the order of each domain's pictures, the crops and the augmentation."""
     log_every: Positive = 1_000
     """Images between scalar logs."""
@@ -249,13 +254,13 @@ class TrainConfig(LoopConfig):
 
     __pydantic_config__ = _STRICT
 
-    lr: Annotated[float, pydantic.Field(gt=0.0)] = 1e-4
+    lr: Rate = 1e-4
     """Adam learning rate of every network."""
     beta1: Annotated[float, pydantic.Field(ge=0.0, lt=1.0)] = 0.5
     """Adam's decay of the gradient average."""
     beta2: Annotated[float, pydantic.Field(ge=0.0, lt=1.0)] = 0.99
     """Adam's decay of the squared-gradient average."""
-    eps: float = 1e-8
+    eps: Rate = 1e-8
     """Adam's epsilon, added to the root of the squared-gradient average."""
     domain_switch_lr_multiplier: Annotated[float, pydantic.Field(gt=0.0)] = 1.0
     """Learning-rate factor for the per-domain batch-norm scales and shifts. Adam moves every
@@ -270,7 +275,7 @@ class TrainConfig(LoopConfig):
     collapsed its colours (docs/quality.md); a decay lets it settle where it stands."""
     lr_decay_images: Positive = 20_000
     """Images over which the decay reaches zero; stop the run there (train.max_images)."""
-    batch_size: dict[int, Positive] = field(default_factory=_published_batch_sizes)
+    batch_size: dict[int, BatchSize] = field(default_factory=_published_batch_sizes)
     """Batch size per resolution."""
     start_resolution: int = 4
     """Resolution of the first phase of progressive growing (a power of two, at least 4)."""
@@ -303,9 +308,9 @@ class CycleGANModelConfig:
     """Residual blocks of the ResNet generator (6 for 128 px, 9 for 256 px in the reference)."""
     unet_downs: Positive = 8
     """Down-samplings of the U-Net generator (8 for 256 px, 7 for 128 px in the reference)."""
-    generator_channels: Positive = 64
+    generator_channels: Channels = 64
     """Channels of the generators' first layer (ngf in the reference)."""
-    discriminator_channels: Positive = 64
+    discriminator_channels: Channels = 64
     """Channels of the PatchGAN's first layer (ndf in the reference)."""
     discriminator_layers: Positive = 3
     """Stride-2 layers of the PatchGAN; 3 gives the 70x70 receptive field."""
@@ -368,14 +373,18 @@ class RuntimeConfig:
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto: a CUDA GPU when there is one, else the CPU; cuda fails where there is none."""
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"
     """bf16 and fp16 run the networks under autocast (fp16 with gradient scaling); gradient penalties
-    stay in fp32."""
-    channels_last: bool = False
-    """Keep pictures and networks in channels-last memory layout (can be faster on GPUs; same maths)."""
-    num_workers: Annotated[int, pydantic.Field(ge=0)] = 4
+    stay in fp32. auto: bf16 where the hardware computes it natively (a CPU with AMX or AVX512-BF16,
+    a GPU with bf16), else fp32; the run's log names the choice."""
+    channels_last: bool | Literal["critics"] = False
+    """Keep pictures and networks in channels-last memory layout (same maths): true for all networks,
+    "critics" for the discriminators only. On CPUs with bf16 (AMX) the encoder's and generator's
+    narrow high-resolution layers (8-16 channels at 64-128 px) run their batch norm and pixel norm
+    several times slower in channels-last, while the critics' convolutions gain (docs/benchmarks.md)."""
+    num_workers: Annotated[int, pydantic.Field(ge=0, le=64)] = 4
     """Loader processes that decode and crop pictures (0: in the training process)."""
-    cpu_threads: Positive | None = None
+    cpu_threads: Annotated[int, pydantic.Field(gt=0, le=1024)] | None = None
     """Threads for CPU maths (default: PyTorch's choice, one per core). Set it to the number of
     free cores when other programs share the CPU: oversubscribed threads make steps ~40x slower."""
     output_dir: str = "runs"
@@ -492,11 +501,29 @@ def save_config(cfg: RunConfig, path: str | Path) -> None:
     write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """Safe YAML without aliases (`*name`). A preset of a few hundred bytes whose aliases nest
+    ("billion laughs") expands, through the config's source tracking, until memory runs out;
+    presets never need them, so they are refused where they appear."""
+
+    def compose_node(self, parent, index):  # noqa: ANN001, ANN201 - PyYAML's signature
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not allowed in a preset",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise UserError(f"config preset {path} is not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"config preset {path} is not UTF-8 text (byte {exc.start})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -510,7 +537,7 @@ def _parse_override(item: str) -> tuple[str, Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise UserError(f"override '{item}' must look like section.key=value")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = _load_yaml(text) if text.strip() else None
     except yaml.YAMLError:
         value = text
     return key, value

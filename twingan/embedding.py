@@ -6,6 +6,7 @@ makes "which anime characters look like me?" answerable by a nearest-neighbour s
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,10 +17,10 @@ from tqdm import tqdm
 
 from twingan.bundled import PREFIX, bundled_model
 from twingan.checkpoint import find_checkpoint
-from twingan.data.images import BadImage, load_image
+from twingan.data.images import BadImage, has_text_name, load_image
 from twingan.domains import DOMAIN_BY_LETTER
 from twingan.errors import UserError
-from twingan.index import Index
+from twingan.index import Hit, Index
 from twingan.translator import Translator
 from twingan.weights import file_sha256
 
@@ -91,6 +92,10 @@ class Embedder:
             for start in range(0, len(paths), batch_size):
                 ready = []
                 for path in paths[start:start + batch_size]:
+                    if not has_text_name(path):  # the index's SQLite table holds text paths only
+                        out.failed.append(f"{str(os.fsencode(path))[2:-1]}: file name is not valid UTF-8 (rename it)")
+                        bar.update(1)
+                        continue
                     try:
                         ready.append(self.translator.prepare(load_image(path, grayscale=self.translator.channels == 1)))
                         out.paths.append(path)
@@ -102,3 +107,13 @@ class Embedder:
                     chunks.append(self.embed(torch.stack(ready), domain))
         out.vectors = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
         return out
+
+
+def search_pictures(index: Index, pictures: list[Image.Image], k: int = 8, domain: str = "b",
+                    query_domain: str = "a", checkpoint: str | Path | None = None,
+                    device: str = "auto") -> list[list[Hit]]:
+    """The k pictures of `domain` closest to each picture (encoded as `query_domain`), with the
+    model that built the index: `twingan neighbors` for Python callers."""
+    embedder = Embedder(index_translator(index, checkpoint, device))
+    vectors = np.concatenate([embedder.embed_picture(p, query_domain) for p in pictures])
+    return index.search_vectors(index.transform(vectors, query_domain), k, domain)

@@ -59,14 +59,23 @@ def evaluate(sets: dict[str, Tensor], translator: Translator | None, inception: 
     """Metrics per direction; Inception metrics are None without `inception`."""
     features = {}
     results = {}
-    steps = tqdm(DIRECTIONS.items(), desc="evaluating", disable=not progress)
-    for direction, (src, dst) in steps:
+    stages = 4 + (inception is not None)
+    bar = tqdm(total=len(DIRECTIONS) * stages, desc="evaluating", disable=not progress)
+
+    def stage(direction: str, name: str) -> None:
+        bar.set_postfix_str(f"{direction}: {name}")
+        bar.update(1)
+
+    for direction, (src, dst) in DIRECTIONS.items():
         x, real = sets[DOMAIN_LETTERS[src]], sets[DOMAIN_LETTERS[dst]]
         values: dict[str, float | list[float] | None] = {}
         fake, back, same = (x, None, None) if translator is None else _round_trip(translator, x, direction, batch_size)
+        stage(direction, "translated")
         levels = swd(real, fake)
         values["swd"], values["swd_mean"] = levels, sum(levels) / len(levels)
+        stage(direction, "SWD")
         values["face_rate"] = face_rate(fake, FACE_KINDS[dst])
+        stage(direction, "face rate")
         if inception is not None:
             if dst not in features:
                 features[dst] = inception(real.add(1).div(2))[0]
@@ -74,11 +83,14 @@ def evaluate(sets: dict[str, Tensor], translator: Translator | None, inception: 
             values["kid_mean"], values["kid_std"] = kid(features[dst], pool)
             values["fid"] = fid(features[dst], pool)
             values["is_mean"], values["is_std"] = inception_score(logits)
+            stage(direction, "Inception")
         for name, pictures in (("cycle", back), ("recon", same)):
             psnr, ssim = psnr_ssim(pictures.add(1).div(2), x.add(1).div(2)) if pictures is not None else (None, None)
             values[f"{name}_psnr"], values[f"{name}_ssim"] = psnr, ssim
         values["recon_l1"] = None if same is None else float((same - x).abs().mean())
+        stage(direction, "PSNR/SSIM")
         results[direction] = values
+    bar.close()
     return results
 
 

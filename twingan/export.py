@@ -86,6 +86,7 @@ def export_command(checkpoint: Path | None, target: Path, direction: str, size: 
     The model takes float NCHW pictures in [0, 1] at the trained size, any batch size.
     """
     translator = load_translator(checkpoint, "cpu")
+    click.echo(f"exporting {direction} to {target} (tracing and checking take 10-20 s on 2 CPU cores)...")
     difference = export_onnx(translator, target, direction, size, verify=not no_verify)
     checked = (f"; ONNX Runtime agrees with PyTorch to {difference:.1e}" if difference is not None
                else "; not checked (onnxruntime is not installed)" if not no_verify else "")

@@ -241,6 +241,7 @@ class Index:
         self.path.mkdir(parents=True, exist_ok=True)
         generation = uuid.uuid4().hex[:12]
         files = {d: f"{d}-{generation}.faiss" for d in DOMAIN_LETTERS}
+        previous = _files_on_disk(self.path)
         try:
             for d, name in files.items():
                 with atomic_path(self.path / name) as tmp:
@@ -254,8 +255,11 @@ class Index:
             for name in files.values():
                 (self.path / name).unlink(missing_ok=True)
             raise
-        for stale in self.path.glob("*.faiss"):  # the previous generation, and leftovers of a killed run
-            if stale.name not in files.values():
+        # Keep the generation just replaced: a reader that read the old metadata a moment ago is
+        # still to open its vector files. Older ones, and leftovers of a killed run, go.
+        keep = {*files.values(), *previous.values()}
+        for stale in self.path.glob("*.faiss"):
+            if stale.name not in keep:
                 stale.unlink(missing_ok=True)
 
     def _put_settings(self, files: dict[str, str]) -> None:
@@ -275,17 +279,12 @@ class Index:
         meta = path / "meta.sqlite"
         if not meta.is_file():
             raise UserError(f"index {path} does not exist (no {meta.name} in it); build one with `twingan index build`")
-        try:
-            on_disk = sqlite3.connect(f"file:{meta}?mode=ro", uri=True)
-            # `twingan serve` reads it from request threads, one at a time (Service holds a lock).
-            db = sqlite3.connect(":memory:", check_same_thread=False)
-            on_disk.backup(db)
-            on_disk.close()
-            values = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM settings")}
-            arrays = {name: np.frombuffer(data, np.float32).reshape(json.loads(shape))
-                      for name, shape, data in db.execute("SELECT name, shape, data FROM arrays")}
-        except (sqlite3.DatabaseError, json.JSONDecodeError, ValueError) as exc:
-            raise UserError(f"index {path} is damaged: {meta.name} cannot be read ({exc})") from None
+        for _ in range(OPEN_ATTEMPTS):
+            values, arrays, db = _read_meta(path)
+            files = values.get("files")
+            if not isinstance(files, dict) or all((path / str(name)).is_file() for name in files.values()):
+                break
+            # A writer replaced the metadata and removed these files since we read it: read it again.
         if values.get("format") != FORMAT:
             raise UserError(f"{path} is not a TwinGAN index")
         if values.get("version") != VERSION:
@@ -354,3 +353,36 @@ def describe(index: Index) -> str:
     reduce = f"PCA {s.latent_dim} -> {s.pca_dim}" if s.pca_dim else f"{s.latent_dim} numbers"
     return (f"{index.count('a'):,} photos (a), {index.count('b'):,} anime pictures (b); {reduce}, "
             f"{'cosine' if s.normalize else 'Euclidean'}; FAISS {index.factories['a']} / {index.factories['b']}")
+
+
+OPEN_ATTEMPTS = 5
+"""Readers take no lock: a writer that replaces the metadata twice while a reader opens the
+index (it keeps one previous generation of vector files) sends the reader back to read it again."""
+
+
+def _read_meta(path: Path) -> tuple[dict, dict[str, np.ndarray], sqlite3.Connection]:
+    """An index's settings, arrays and picture table, copied into memory from meta.sqlite."""
+    meta = path / "meta.sqlite"
+    try:
+        on_disk = sqlite3.connect(f"file:{meta}?mode=ro", uri=True)
+        # `twingan serve` reads it from request threads, one at a time (Service holds a lock).
+        db = sqlite3.connect(":memory:", check_same_thread=False)
+        on_disk.backup(db)
+        on_disk.close()
+        values = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM settings")}
+        arrays = {name: np.frombuffer(data, np.float32).reshape(json.loads(shape))
+                  for name, shape, data in db.execute("SELECT name, shape, data FROM arrays")}
+    except (sqlite3.DatabaseError, json.JSONDecodeError, ValueError, TypeError) as exc:
+        raise UserError(f"index {path} is damaged: {meta.name} cannot be read ({exc})") from None
+    return values, arrays, db
+
+
+def _files_on_disk(path: Path) -> dict[str, str]:
+    """The vector files the index's current metadata names ({} when there is none yet)."""
+    if not (path / "meta.sqlite").is_file():
+        return {}
+    try:
+        files = _read_meta(path)[0].get("files")
+    except UserError:
+        return {}
+    return files if isinstance(files, dict) else {}

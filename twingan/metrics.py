@@ -122,8 +122,10 @@ def inception_score(logits: Tensor, splits: int = 10, seed: int = 0) -> tuple[fl
 
 # ----------------------------------------------------------------- SWD (PGGAN)
 def _descriptors(level: Tensor, per_picture: int, size: int, generator: torch.Generator) -> Tensor:
-    """Random size x size patches of every picture, flattened."""
+    """Random size x size patches of every picture, flattened; pictures smaller than `size` (a run
+    stopped at 4 px) give patches of their own size."""
     n, c, h, w = level.shape
+    size = min(size, h, w)
     ys = torch.randint(0, h - size + 1, (n, per_picture), generator=generator)
     xs = torch.randint(0, w - size + 1, (n, per_picture), generator=generator)
     offsets = torch.arange(size)
@@ -176,4 +178,5 @@ def psnr_ssim(x: Tensor, y: Tensor) -> tuple[float, float]:
 
     x, y = x.clamp(0, 1).double(), y.clamp(0, 1).double()
     per_picture = torch.stack([psnr(a, b, 1.0) for a, b in zip(x, y)])
-    return float(per_picture.mean()), float(ssim(x, y, 11).mean())
+    window = min(11, (min(x.shape[-2:]) - 1) | 1)  # odd and smaller than the picture (a run stopped at 4 px)
+    return float(per_picture.mean()), float(ssim(x, y, window).mean())

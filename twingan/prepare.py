@@ -122,7 +122,10 @@ def prepare_faces(
         for job, outcome in tqdm(zip(jobs, outcomes), total=len(jobs), unit="picture",
                                  desc=f"faces in {src}", disable=not progress):
             _record(result, job.source.relative_to(src).as_posix(), outcome)
-    write_text(report_path, json.dumps(asdict(result), indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(asdict(result), indent=2, ensure_ascii=False) + "\n"
+    # A file name that is not UTF-8 arrives as lone surrogates; as JSON escapes (\udcff) they
+    # stay valid JSON that reads back to the same name.
+    write_text(report_path, text.encode("utf-8", "backslashreplace").decode("utf-8"))
     return result
 
 
@@ -254,3 +257,5 @@ def prepare_command(src: Path, out: Path, kind: FaceKind, size: int, scale: floa
     result = prepare_faces(src, out, kind, size=size, scale=scale, min_face=min_face, fmt=fmt,
                            overwrite=overwrite, report=report, workers=jobs)
     click.echo(result.summary())
+    if result.unreadable:  # as `translate`: the rest is done, and a script can see that some failed
+        raise click.exceptions.Exit(1)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import functools
 import logging
 import math
@@ -47,10 +48,11 @@ from twingan.models import family
 from twingan.models.protocols import TrainingData
 from twingan.run_log import RunLog
 from twingan.schedule import Phase, phase_at
-from twingan.stepping import StepContext
+from twingan.stepping import StepContext, resolve_precision
 
 log = logging.getLogger(__name__)
 SAMPLES_PER_DOMAIN = 8
+RUN_LOCK = ".train.lock"
 
 
 class TrainingDiverged(UserError):
@@ -114,8 +116,13 @@ class Trainer:
                       scan_domain(cfg.data.domain_b, "B", cfg.data.max_pixels, cfg.data.verify, self._show)]
         self.held_out = self._hold_out() if cfg.train.eval_every else []
         torch.manual_seed(cfg.train.seed)
-        self.memory_format = torch.channels_last if cfg.runtime.channels_last else torch.preserve_format
-        ctx = StepContext(self.device, self.dist, cfg.runtime.precision, self.memory_format)
+        self.memory_format = torch.channels_last if cfg.runtime.channels_last is True else torch.preserve_format
+        critic_format = torch.channels_last if cfg.runtime.channels_last else torch.preserve_format
+        self.precision = resolve_precision(cfg.runtime.precision, self.device)
+        if self.dist.is_main:
+            log.info("precision %s (runtime.precision=%s on %s)", self.precision, cfg.runtime.precision,
+                     _hardware(self.device))
+        ctx = StepContext(self.device, self.dist, self.precision, self.memory_format, critic_format)
         data = TrainingData(1 if cfg.data.grayscale else 3, (len(self.scans[0].paths), len(self.scans[1].paths)))
         self.recipe = family(cfg.model.name).recipe(cfg, ctx, data)
         self.phases = self.recipe.phases
@@ -265,8 +272,10 @@ class Trainer:
         try:
             self.recipe.load_state_dict(state)
         except (RuntimeError, KeyError, ValueError) as exc:
+            # PyTorch's first line only says "Error(s) in loading state_dict for TwinGAN:"; the
+            # tensors it names follow, so the message keeps them, on one line.
             raise UserError(f"checkpoint {source} does not match the configured model "
-                            f"({str(exc).splitlines()[0][:200]})") from None
+                            f"({' '.join(str(exc).split())[:300]})") from None
         self.counters = _Counters(state["images_seen"], list(state["samples_drawn"]), state["skipped_steps"])
         if self.dist.is_main:
             torch.set_rng_state(state["rng"]["cpu"])
@@ -337,12 +346,32 @@ class Trainer:
 
         A new run that fails before its first step (undecodable pictures, a full disk) removes the
         run folder it made: a folder without a checkpoint cannot be resumed, only mistaken for a run."""
-        try:
-            return self._train()
-        except BaseException:
-            if self._fresh and self.counters.images_seen == 0 and self.dist.is_main:
-                shutil.rmtree(self.run_dir, ignore_errors=True)
-            raise
+        with self._hold_run_folder():
+            try:
+                return self._train()
+            except BaseException:
+                if self._fresh and self.counters.images_seen == 0 and self.dist.is_main:
+                    shutil.rmtree(self.run_dir, ignore_errors=True)
+                raise
+
+    @contextlib.contextmanager
+    def _hold_run_folder(self) -> Iterator[None]:
+        """One training per run folder: two would overwrite each other's checkpoints and interleave
+        metrics.jsonl, both exiting 0. An exclusive flock on RUN/.train.lock, taken without waiting
+        (the kernel drops it when the process dies, so a crash leaves no stale lock); other ranks
+        write nothing and take none. A refusal happens before the try in `run`, so the folder of
+        the run that holds the lock is never removed."""
+        if not self.dist.is_main:
+            yield
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / RUN_LOCK, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UserError(f"run folder {self.run_dir} is being trained by another process; wait for it to "
+                                "end or give another --run-dir") from None
+            yield
 
     def _train(self) -> TrainResult:
         cfg, c = self.cfg, self.counters
@@ -375,6 +404,7 @@ class Trainer:
                 images = batch_a.shape[0] * self.dist.world_size
                 c.images_seen += images
                 bar.update(images)
+                self._aim_bar(bar)
                 bar.set_postfix_str(self.recipe.progress_note(phase, c.images_seen, values), refresh=False)
                 if run_log:
                     run_log.step(values, images)
@@ -415,6 +445,17 @@ class Trainer:
         return TrainResult(c.images_seen, last_ckpt, stopped_by, c.skipped_steps,
                            best_checkpoint(self.run_dir / "checkpoints"))
 
+    def _aim_bar(self, bar: tqdm) -> None:
+        """With train.max_minutes, end the bar where the time runs out at the bar's current rate
+        when that comes before the schedule's end, so that its ETA is the run's real one (the
+        schedule of twingan_cpu_64 runs to 212k images; its 30 minutes stop it far earlier)."""
+        limit = self.cfg.train.max_minutes
+        rate = None if limit is None or bar.disable else bar.format_dict.get("rate")
+        if not rate:
+            return
+        left = max(limit * 60 - (time.monotonic() - self._started), 0.0)
+        bar.total = int(min(self.total_images, bar.n + left * rate))
+
     def _skipped(self, streak: int, run_log: RunLog | None) -> bool:
         """Count a step skipped for non-finite losses; roll back once `streak` of them came in a
         row. True when it rolled back (the loaders must then restart where the checkpoint was)."""
@@ -444,6 +485,14 @@ def held_out_swd(evaluation: dict) -> float:
     """An eval.jsonl row's one number for choosing the best checkpoint: the SWD of both
     directions, averaged (each direction's own mean over its Laplacian levels)."""
     return (evaluation["a2b"]["swd_mean"] + evaluation["b2a"]["swd_mean"]) / 2
+
+
+def _hardware(device: torch.device) -> str:
+    """The device in words, for the log line that names the precision chosen for it."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU with {torch.backends.cpu.get_cpu_capability()}" + (
+        ", AMX" if torch.cpu._is_amx_tile_supported() else "")
 
 
 def _next_multiple(value: int, every: int) -> int:

@@ -9,6 +9,7 @@ interrupted run leaves whole pictures only.
 from __future__ import annotations
 
 import glob
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from tqdm import tqdm
 
 from twingan import atomic
 from twingan.atomic import atomic_path
-from twingan.data.images import IMAGE_EXTENSIONS, BadImage, find_images, load_image
+from twingan.data.images import IMAGE_EXTENSIONS, BadImage, find_images, load_image, open_image
 from twingan.data.pictures import to_picture
 from twingan.domains import DIRECTIONS
 from twingan.errors import UserError
@@ -56,6 +57,8 @@ class TranslateReport:
         if self.failed:
             shown = "; ".join(self.failed[:5]) + (f"; and {len(self.failed) - 5} more" if len(self.failed) > 5 else "")
             text += f"; {len(self.failed)} skipped: {shown}"
+        if self.written:  # where they went, also when -o was left to its default
+            text += f"; written to {self.written[0] if len(self.written) == 1 else os.path.commonpath(self.written)}"
         return text
 
 
@@ -169,9 +172,9 @@ def split_by_face_mode(jobs: list[Job], face: bool | None) -> tuple[list[Job], l
     faces, whole = [], []
     for job in jobs:
         try:
-            with Image.open(job.source) as header:
+            with open_image(job.source, max_pixels=sys.maxsize) as header:
                 scene = is_scene(header.size)
-        except (OSError, ValueError, Image.DecompressionBombError):
+        except BadImage:
             scene = False
         (faces if scene else whole).append(job)
     return faces, whole

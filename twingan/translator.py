@@ -6,6 +6,10 @@
     anime = translator.translate(Image.open("me.jpg"))            # PIL in, PIL out
     photo = translator.translate(anime, direction="b2a")
 
+`translate` takes the whole picture to the model's size; finding the faces of a large photo and
+pasting their translations back, as `twingan translate` does for a scene, is
+`twingan.face_paste.translate_faces`.
+
 The checkpoint's family (twingan.models) builds its inference networks and says which sizes they
 take; this class adds what every family shares: checkpoint lookup, devices, pictures in and out,
 directions and character codes. Networks run in eval mode (batch norm uses its running
@@ -61,7 +65,7 @@ class Translator:
             self.inference = family(self.model).inference(cfg, state, self.channels)
         except (KeyError, RuntimeError, ValueError) as exc:
             raise UserError(f"{source} does not hold the networks its config describes "
-                            f"({str(exc).splitlines()[0][:200]})") from None
+                            f"({' '.join(str(exc).split())[:300]})") from None
         self.character = self.inference.character
         self.reached = self.inference.resolution
         self.net = self.inference.net.eval().requires_grad_(False).to(device)

@@ -16,6 +16,7 @@ still subject.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -48,8 +49,14 @@ only VP8/VP9/AV1), MPEG-4 part 2 for AVI (H.264 in AVI plays in few players)."""
 ENCODER_OPTIONS = {"libx264": {"crf": "18", "preset": "veryfast"},
                    "libvpx-vp9": {"crf": "32", "b": "0", "deadline": "realtime", "cpu-used": "8", "row-mt": "1"}}
 """Near-transparent quality at a speed that keeps the encoder off the critical path."""
+log = logging.getLogger(__name__)
 QUEUE_FRAMES = 64
 """Frames that may wait between two stages: enough to keep the model busy, little memory."""
+QUEUE_BYTES = 512 * 2**20
+"""...and at most this much of them: 64 decoded 4K frames would hold 1.6 GB."""
+MAX_FRAME_PIXELS = 4096 * 4096
+"""Larger frames are refused before decoding (4K UHD and DCI fit): a 190 KB H.264 clip can
+declare 8000 x 8000 frames, which the queues would hold by the dozen until memory ran out."""
 
 
 class VideoError(UserError):
@@ -347,8 +354,11 @@ def translate_video(translator: Translator, source: Path, target: Path, directio
     size = translator.resolution if size is None else size
     translator.check_size(size)
     info = probe(source)
+    if info.width * info.height > MAX_FRAME_PIXELS:
+        raise VideoError(f"{source}: frames of {info.width}x{info.height} are over {MAX_FRAME_PIXELS:,} pixels; "
+                         "scale the video down first (ffmpeg -vf scale=-2:2160)")
     model = FrameTranslator(translator, direction, size, face, float(info.rate), character, stable)
-    frames: queue.Queue = queue.Queue(QUEUE_FRAMES)
+    frames: queue.Queue = queue.Queue(max(2, min(QUEUE_FRAMES, QUEUE_BYTES // (3 * info.width * info.height))))
     audio: queue.Queue = queue.Queue()
     failure: list[BaseException] = []
     stop = threading.Event()
@@ -370,6 +380,9 @@ def translate_video(translator: Translator, source: Path, target: Path, directio
                 raise failure[0]
             if done == 0:
                 raise VideoError(f"{source}: holds no video frames")
+            if info.frames and done < info.frames * 0.98:  # containers' counts can be off by a frame or two
+                log.warning("%s: only %d of the %d frames its header declares could be decoded (a file cut "
+                            "short?); %s holds those", source, done, info.frames, target)
     except KeyboardInterrupt:
         stop.set()
         raise Interrupted(f"interrupted at frame {done:,} of {info.frames or '?'} of {source}: "

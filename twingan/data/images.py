@@ -88,6 +88,8 @@ def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, name: 
         raise BadImage(f"{label}: not a readable image file") from None
     except OSError as exc:
         raise BadImage(f"{label}: cannot be opened ({exc.strerror or exc})") from None
+    except Exception as exc:  # noqa: BLE001 - the contract is "BadImage or a picture", whatever Pillow raises
+        raise BadImage(f"{label}: not a readable image file ({type(exc).__name__}: {exc})") from None
     width, height = image.size
     if width * height > max_pixels:
         image.close()
@@ -117,7 +119,8 @@ def load_image(
             rgb = to_rgb(ImageOps.exif_transpose(image))
     except BadImage:
         raise
-    except (OSError, SyntaxError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise many kinds (ValueError for an
+        # oversized PNG text chunk, SyntaxError, struct.error, IndexError); every one is a bad file
         raise BadImage(f"{name or source}: corrupt or truncated image data ({exc})") from None
     return rgb.convert("L") if grayscale else rgb
 
@@ -147,6 +150,16 @@ def _to_uint8(image: Image.Image) -> np.ndarray:
     elif image.mode == "F" and peak <= 1.0:
         array = array * 255.0
     return np.clip(np.rint(array), 0, 255).astype(np.uint8)
+
+
+def has_text_name(path: Path) -> bool:
+    """Whether the path is valid Unicode: a file name of bytes that are not UTF-8 (`bad\\xff.jpg`)
+    reaches Python as lone surrogates, which SQLite and UTF-8 files cannot hold."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def describe_skipped(skipped: Iterable[str], limit: int = 5) -> str:

@@ -160,7 +160,7 @@ async def _reference(service: Service, uploads: Uploads, reference: UploadFile |
     if reference_id is None:
         return None
     try:
-        return await run_in_threadpool(service.indexed_picture, reference_id)
+        return await run_in_threadpool(service.indexed_picture, reference_id, "b")
     except NotInIndex as exc:
         raise HTTPException(422, f"reference_id: {exc}") from None
 

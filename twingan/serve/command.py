@@ -109,7 +109,8 @@ def serve_command(checkpoint: Path | None, index_path: Path | None, host: str, p
     # an exception here, so the folder is removed and the process ends with status 0, no traceback.
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                    timeout_keep_alive=5, timeout_graceful_shutdown=SHUTDOWN_SECONDS)
     except KeyboardInterrupt:
         pass
     finally:
@@ -117,6 +118,12 @@ def serve_command(checkpoint: Path | None, index_path: Path | None, host: str, p
         tempfile.tempdir = None
         shutil.rmtree(scratch, ignore_errors=True)
     click.echo("stopped")
+
+
+SHUTDOWN_SECONDS = 30
+"""On SIGTERM, requests in flight get this long to finish; a client that stalls its upload or
+never sends a request no longer keeps the server alive after it (uvicorn's graceful-shutdown
+timeout)."""
 
 
 def _stop(signum: int, frame: object) -> None:

@@ -164,8 +164,9 @@ class Service:
             total = self.index.count("b")
         return total, [{"id": i, "name": Path(p).name, "url": f"/api/pictures/{i}"} for i, p in rows]
 
-    def indexed_picture(self, picture_id: int) -> Image.Image:
-        """An indexed picture by id (never by a client's path); NotInIndex if there is none."""
+    def indexed_picture(self, picture_id: int, domain: str | None = None) -> Image.Image:
+        """An indexed picture by id (never by a client's path), of `domain` when given; NotInIndex
+        if there is none."""
         if self.index is None:
             raise NotInIndex("this server has no index: start it with --index")
         if not 0 <= picture_id <= MAX_ID:
@@ -174,6 +175,9 @@ class Service:
             row = self.index.picture(picture_id)
         if row is None:
             raise NotInIndex(f"the index holds no picture {picture_id}")
+        if domain is not None and row[0] != domain:
+            kinds = {"a": "a photo", "b": "an anime picture"}
+            raise NotInIndex(f"picture {picture_id} is {kinds[row[0]]}, not {kinds[domain]}")
         try:
             return load_image(row[1])
         except BadImage:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from twingan.checkpoint import build_and_load
 from twingan.config import RunConfig
 from twingan.domains import DOMAINS
 from twingan.models.cyclegan.networks import build_generator
@@ -28,8 +29,8 @@ class CycleGANInference:
 
     def __init__(self, cfg: RunConfig, state: dict, image_channels: int) -> None:
         self.cfg = cfg
-        self.net = nn.ModuleList(build_generator(cfg.model, image_channels) for _ in DOMAINS)
-        self.net.load_state_dict(state[STATE_KEY])
+        self.net = build_and_load(lambda: nn.ModuleList(build_generator(cfg.model, image_channels) for _ in DOMAINS),
+                                  state[STATE_KEY])
         self.resolution = cfg.model.resolution
 
     def size_refusal(self, size: int, largest: int) -> str | None:

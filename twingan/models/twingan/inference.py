@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from twingan.checkpoint import build_and_load
 from twingan.config import RunConfig
 from twingan.domains import DOMAIN_B
 from twingan.models.twingan.networks import TwinGAN
@@ -37,8 +38,7 @@ class TwinGANInference:
 
     def __init__(self, cfg: RunConfig, state: dict, image_channels: int) -> None:
         self.cfg = cfg
-        self.net = TwinGAN(cfg.model, image_channels)
-        self.net.load_state_dict(state[STATE_KEY])
+        self.net = build_and_load(lambda: TwinGAN(cfg.model, image_channels), state[STATE_KEY])
         self.character = cfg.model.character
         self.resolution = reached_resolution(cfg, int(state.get("images_seen", 0)))
 
