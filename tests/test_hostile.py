@@ -246,7 +246,14 @@ CATALOGUE = [
          1, "not a readable image"),
     Case("prepare a folder holding a PNG with a zTXt bomb", folder_with_a_bad_header,
          lambda w, d, m: ["prepare", str(m), "-o", str(d / "crops"), "--kind", "photo"], 1, "1 unreadable"),
-    # 6c. File names that are not UTF-8.
+    # 6c. A picture over the pixel limit, and the option that raises it (a 108 MP phone photo).
+    Case("translate a picture over --max-pixels", one_photo,
+         lambda w, d, m: ["translate", str(m), "-c", str(w.run), "--max-pixels", "100", "-o", str(d / "o.png")],
+         1, "is over 100 pixels"),
+    Case("translate with --max-pixels raised", one_photo,
+         lambda w, d, m: ["translate", str(m), "-c", str(w.run), "--max-pixels", "200000000", "-o", str(d / "o.png")],
+         0, "translated 1 of 1"),
+    # 6d. File names that are not UTF-8.
     Case("index build over a file name that is not UTF-8", folder_with_a_non_utf8_name,
          lambda w, d, m: ["index", "build", "-c", str(w.run), "--a", str(m), "-o", str(d / "ix"), "--no-progress"],
          0, "file name is not valid UTF-8"),

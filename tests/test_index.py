@@ -240,3 +240,25 @@ def test_a_reader_that_read_the_metadata_before_a_write_still_opens_the_index(tm
     opened = Index.open(tmp_path / "ix")
     assert opened.count("a") == 200 and opened.count("b") == 200
     assert len(list((tmp_path / "ix").glob("a-*.faiss"))) == 2  # the newest and the one before
+
+
+@pytest.mark.parametrize("damage", ["settings of the wrong shape", "no files field", "vectors of another size"])
+def test_a_hand_damaged_index_is_refused_with_one_line(tmp_path, damage):
+    """Second hostile pass, item 15: these gave tracebacks."""
+    import sqlite3
+
+    index, _ = filled(tmp_path / "ix", np.random.default_rng(5))
+    index.save()
+    meta = sqlite3.connect(tmp_path / "ix" / "meta.sqlite")
+    if damage == "settings of the wrong shape":
+        meta.execute("UPDATE settings SET value = ? WHERE key = 'settings'", (json.dumps([1, 2, 3]),))
+    elif damage == "no files field":
+        meta.execute("DELETE FROM settings WHERE key = 'files'")
+    else:
+        other = faiss.IndexFlatIP(7)
+        other.add(np.zeros((200, 7), np.float32))
+        faiss.write_index(other, str(next((tmp_path / "ix").glob("a-*.faiss"))))
+    meta.commit()
+    meta.close()
+    with pytest.raises(UserError, match="is damaged"):
+        Index.open(tmp_path / "ix")

@@ -339,3 +339,26 @@ def test_a_video_cut_short_says_how_many_frames_it_lost(translator, tmp_path, ca
         report = translate_video(translator, clip, tmp_path / "out.mp4", progress=False)
     assert report.frames == 12
     assert any("only 12 of the 20 frames its header declares" in r.getMessage() for r in caplog.records)
+
+
+def test_sigterm_during_a_video_is_taken_as_ctrl_c_and_leaves_no_file(tmp_path, monkeypatch):
+    """Second hostile pass, item 15: SIGTERM left a hidden .tmp file and said nothing."""
+    import os
+    import signal
+
+    clip = make_clip(tmp_path / "in.mp4", frames=24)
+    calls = []
+
+    def terminated(self, frames):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return frames
+
+    monkeypatch.setattr(FrameTranslator, "__call__", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    result = CliRunner().invoke(main, ["translate", str(clip), "-c", str(DATA / "twingan.pt"),
+                                       "-o", str(tmp_path / "out.mp4"), "--no-progress"])
+    assert result.exit_code == 1 and "interrupted at frame" in result.output and "was not written" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+    assert signal.getsignal(signal.SIGTERM) is before

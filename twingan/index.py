@@ -289,19 +289,29 @@ class Index:
             raise UserError(f"{path} is not a TwinGAN index")
         if values.get("version") != VERSION:
             raise UserError(f"index {path} has format version {values.get('version')}; this TwinGAN reads {VERSION}")
+        try:
+            settings = IndexSettings(**values["settings"])
+            files = {str(d): str(name) for d, name in values["files"].items()}
+            factories = dict(values["factories"])
+            dim = int(settings.pca_dim or settings.latent_dim)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UserError(f"index {path} is damaged: its metadata lacks or mangles a field ({exc})") from None
         indexes = {}
-        for d, name in values["files"].items():
+        for d, name in files.items():
             try:
                 indexes[d] = faiss.read_index(str(path / name))
             except RuntimeError:
                 raise UserError(f"index {path} is damaged: vector file {name} is missing, truncated or corrupt; "
                                 "rebuild it with `twingan index build`") from None
+            if indexes[d].d != dim:
+                raise UserError(f"index {path} is damaged: {name} holds {indexes[d].d}-number vectors, the metadata "
+                                f"says {dim}; rebuild it")
             stored = db.execute("SELECT COUNT(*) FROM pictures WHERE domain = ?", (d,)).fetchone()[0]
             if stored != indexes[d].ntotal:
                 raise UserError(f"index {path} is damaged: {name} holds {indexes[d].ntotal} vectors but the "
                                 f"metadata lists {stored} pictures; rebuild it")
             tune_search(indexes[d])
-        return cls(path, IndexSettings(**values["settings"]), values["factories"], indexes, arrays, db)
+        return cls(path, settings, factories, indexes, arrays, db)
 
     def use_gpu(self) -> bool:
         """Move the vector indexes to the first GPU when this faiss build has GPU support (faiss-gpu);
