@@ -14,12 +14,11 @@ update rule, a missed tensor) moves the mass of the weights by far more.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 
 import pytest
 import torch
-from test_training import tiny_preset
+from test_training import metrics, tiny_preset
 
 from twingan import losses, stepping
 from twingan.checkpoint import load_checkpoint
@@ -34,10 +33,6 @@ LOSSES = {"reconstruction", "semantic", "translation_gan", "d_translation", "d_p
 
 def _plain_adam(params, device, **settings) -> torch.optim.Adam:
     return torch.optim.Adam(params, foreach=False, fused=False, **settings)
-
-
-def _metrics(run_dir) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.parametrize(("layout", "weight_mean_tolerance"), [("critics", 2e-6), ("true", 1e-4)])
@@ -58,7 +53,7 @@ def test_the_speed_options_give_the_plain_codes_losses_and_weights(tmp_path, mon
     assert not plain.recipe.opt_g.defaults["fused"]
     plain.run()
 
-    fast_log, plain_log = _metrics(tmp_path / "fast"), _metrics(tmp_path / "plain")
+    fast_log, plain_log = metrics(tmp_path / "fast"), metrics(tmp_path / "plain")
     assert len(fast_log) == len(plain_log) == 6
     for a, b in zip(fast_log, plain_log):
         assert a.keys() == b.keys()

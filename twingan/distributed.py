@@ -112,7 +112,5 @@ def average_scalars(values: dict[str, float], info: DistInfo, device: torch.devi
     if not info.enabled or not values:
         return values
     keys = sorted(values)
-    packed = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
-    dist.all_reduce(packed)
-    packed /= info.world_size
+    packed = average_tensor(torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device), info)
     return dict(zip(keys, packed.tolist()))

@@ -241,7 +241,7 @@ class Index:
         self.path.mkdir(parents=True, exist_ok=True)
         generation = uuid.uuid4().hex[:12]
         files = {d: f"{d}-{generation}.faiss" for d in DOMAIN_LETTERS}
-        previous = _files_on_disk(self.path)
+        previous = self._recorded_files()
         try:
             for d, name in files.items():
                 with atomic_path(self.path / name) as tmp:
@@ -261,6 +261,12 @@ class Index:
         for stale in self.path.glob("*.faiss"):
             if stale.name not in keep:
                 stale.unlink(missing_ok=True)
+
+    def _recorded_files(self) -> dict[str, str]:
+        """The vector files the metadata names ({} for a new index): under the write lock the
+        in-memory copy is what is on disk, so the file need not be read again."""
+        row = self.db.execute("SELECT value FROM settings WHERE key = 'files'").fetchone()
+        return json.loads(row[0]) if row else {}
 
     def _put_settings(self, files: dict[str, str]) -> None:
         values = {"format": FORMAT, "version": VERSION, "settings": asdict(self.settings),
@@ -385,14 +391,3 @@ def _read_meta(path: Path) -> tuple[dict, dict[str, np.ndarray], sqlite3.Connect
     except (sqlite3.DatabaseError, json.JSONDecodeError, ValueError, TypeError) as exc:
         raise UserError(f"index {path} is damaged: {meta.name} cannot be read ({exc})") from None
     return values, arrays, db
-
-
-def _files_on_disk(path: Path) -> dict[str, str]:
-    """The vector files the index's current metadata names ({} when there is none yet)."""
-    if not (path / "meta.sqlite").is_file():
-        return {}
-    try:
-        files = _read_meta(path)[0].get("files")
-    except UserError:
-        return {}
-    return files if isinstance(files, dict) else {}

@@ -6,7 +6,9 @@ line, exit status 1), as it would be later.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
@@ -61,3 +63,19 @@ def load_translator(checkpoint: Path | None, device: str = "auto",
     if translator.bundled is not None:
         click.echo(bundled_note(translator.bundled), err=True)
     return translator
+
+
+@contextlib.contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM taken as Ctrl-C while a command runs (a context manager or a decorator), so it ends
+    through the command's own KeyboardInterrupt path: `translate` drops the video being written
+    with its temporary file and says so, `serve` removes its scratch folder and exits 0. The
+    default action killed the process on the spot, leaving such files and not a word."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -8,12 +8,9 @@ interrupted run leaves whole pictures only.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
-import signal
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +26,7 @@ from twingan.data.pictures import to_picture
 from twingan.domains import DIRECTIONS
 from twingan.errors import UserError
 from twingan.face_paste import is_scene, translate_faces
-from twingan.options import CHECKPOINT, SIZE, load_translator
+from twingan.options import CHECKPOINT, SIZE, load_translator, sigterm_as_ctrl_c
 from twingan.translator import Translator
 from twingan.video import VIDEO_EXTENSIONS, Interrupted, VideoError, find_videos, is_video, translate_video
 
@@ -222,21 +219,6 @@ def _save(picture: Image.Image, target: Path) -> None:
         picture.save(tmp, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
 
 
-@contextlib.contextmanager
-def _sigterm_as_ctrl_c() -> Iterator[None]:
-    """SIGTERM ends a translation as Ctrl-C does: a video being written is dropped with its
-    temporary file and the command says what was not written. The default action killed the
-    process on the spot, leaving a hidden .tmp file and not a word."""
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 @click.command("translate")
 @click.argument("inputs", nargs=-1, required=True)
 @CHECKPOINT
@@ -263,8 +245,9 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
               help="Videos: blend each frame with the last where the input barely changed (less flicker).")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse pictures with more pixels, before decoding (the guard against decompression bombs); "
-                   "a 108 MP phone photo needs 110000000, and about 1 GB of memory.")
+                   "a 108 MP phone photo needs 110000000 (memory grows with the picture).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@sigterm_as_ctrl_c()
 def translate_command(inputs: tuple[str, ...], checkpoint: Path | None, out: Path | None, direction: str,
                       grid: bool, cycle: bool, face: bool | None, size: int | None, device: str, batch_size: int,
                       references: tuple[Path, ...], tags: str | None, illust2vec_weights: Path | None,
@@ -282,51 +265,50 @@ def translate_command(inputs: tuple[str, ...], checkpoint: Path | None, out: Pat
       twingan translate clip.mp4 --checkpoint runs/cpu64 --face -o anime.mp4
       twingan translate me.jpg --checkpoint runs/char64 --target-character miku.png --target-character rin.png
     """
-    with _sigterm_as_ctrl_c():
-        if face and cycle:
-            raise UserError("--cycle shows model-sized pictures and --face whole ones: use one of them")
-        if references and tags:
-            raise UserError("--target-character and --tags both set the character: use one of them")
-        if (references or tags) and direction == "b2a" and not cycle:
-            raise UserError("a character shapes anime output, and --direction b2a makes photos")
-        inputs_found = gather_inputs(list(inputs))
-        if (grid or cycle) and any(is_video(source) for source, _ in inputs_found):
-            raise UserError("--grid and --cycle are for pictures; translate videos without them")
-        names = [r.stem if [q.stem for q in references].count(r.stem) == 1 else f"{r.stem}-{i + 1}"
-                 for i, r in enumerate(references)]
-        plans = [(reference, plan_jobs(inputs_found, reference_output(out, name, len(references), len(inputs_found))))
-                 for reference, name in zip(references, names)] or [(None, plan_jobs(inputs_found, out))]
-        for _, jobs in plans:
-            refuse_overwriting(jobs, [source for source, _ in inputs_found] + list(references))
-            check_writable(jobs)
-        reference_pictures = {reference: load_reference(reference) for reference in references}
-        translator = load_translator(checkpoint, device, illust2vec_weights)
-        face = False if cycle and face is None else face
-        fixed = translator.tags_code([t.strip() for t in tags.split(",") if t.strip()]) if tags else None
-        report = TranslateReport()
-        for reference, jobs in plans:
-            character = translator.character_code(reference_pictures[reference]) if reference else fixed
-            face_jobs, whole_jobs = split_by_face_mode([job for job in jobs if not is_video(job.source)], face)
-            faces = translate_face_files(translator, face_jobs, direction, size, grid, not no_progress, character,
-                                         whole_if_no_face=face is None, max_pixels=max_pixels)
-            whole = translate_files(translator, whole_jobs + faces.no_face, direction, size, batch_size, grid, cycle,
-                                    not no_progress, character, max_pixels)
-            report.written += faces.written + whole.written
-            report.failed += faces.failed + whole.failed
-            report.no_face += faces.no_face
-            for job in (job for job in jobs if is_video(job.source)):
-                report.videos += 1
-                try:
-                    translate_video(translator, job.source, job.target, direction, size, bool(face), stable, batch_size,
-                                    character, not no_progress)
-                    report.written.append(job.target)
-                except Interrupted:
-                    raise
-                except VideoError as exc:
-                    report.failed.append(str(exc))
-        click.echo(report.summary())
-        if report.failed:
-            sys.exit(1)
+    if face and cycle:
+        raise UserError("--cycle shows model-sized pictures and --face whole ones: use one of them")
+    if references and tags:
+        raise UserError("--target-character and --tags both set the character: use one of them")
+    if (references or tags) and direction == "b2a" and not cycle:
+        raise UserError("a character shapes anime output, and --direction b2a makes photos")
+    inputs_found = gather_inputs(list(inputs))
+    if (grid or cycle) and any(is_video(source) for source, _ in inputs_found):
+        raise UserError("--grid and --cycle are for pictures; translate videos without them")
+    names = [r.stem if [q.stem for q in references].count(r.stem) == 1 else f"{r.stem}-{i + 1}"
+             for i, r in enumerate(references)]
+    plans = [(reference, plan_jobs(inputs_found, reference_output(out, name, len(references), len(inputs_found))))
+             for reference, name in zip(references, names)] or [(None, plan_jobs(inputs_found, out))]
+    for _, jobs in plans:
+        refuse_overwriting(jobs, [source for source, _ in inputs_found] + list(references))
+        check_writable(jobs)
+    reference_pictures = {reference: load_reference(reference) for reference in references}
+    translator = load_translator(checkpoint, device, illust2vec_weights)
+    face = False if cycle and face is None else face
+    fixed = translator.tags_code([t.strip() for t in tags.split(",") if t.strip()]) if tags else None
+    report = TranslateReport()
+    for reference, jobs in plans:
+        character = translator.character_code(reference_pictures[reference]) if reference else fixed
+        face_jobs, whole_jobs = split_by_face_mode([job for job in jobs if not is_video(job.source)], face)
+        faces = translate_face_files(translator, face_jobs, direction, size, grid, not no_progress, character,
+                                     whole_if_no_face=face is None, max_pixels=max_pixels)
+        whole = translate_files(translator, whole_jobs + faces.no_face, direction, size, batch_size, grid, cycle,
+                                not no_progress, character, max_pixels)
+        report.written += faces.written + whole.written
+        report.failed += faces.failed + whole.failed
+        report.no_face += faces.no_face
+        for job in (job for job in jobs if is_video(job.source)):
+            report.videos += 1
+            try:
+                translate_video(translator, job.source, job.target, direction, size, bool(face), stable, batch_size,
+                                character, not no_progress)
+                report.written.append(job.target)
+            except Interrupted:
+                raise
+            except VideoError as exc:
+                report.failed.append(str(exc))
+    click.echo(report.summary())
+    if report.failed:
+        sys.exit(1)
 
 
 def reference_output(out: Path | None, name: str, references: int, inputs: int) -> Path | None:

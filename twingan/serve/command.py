@@ -6,7 +6,6 @@ import ctypes
 import ctypes.util
 import ipaddress
 import shutil
-import signal
 import socket
 import tempfile
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import click
 
 from twingan.errors import UserError
-from twingan.options import CHECKPOINT, bundled_note
+from twingan.options import CHECKPOINT, bundled_note, sigterm_as_ctrl_c
 
 LOOPBACK_NAMES = {"localhost"}
 M_MMAP_THRESHOLD = -3
@@ -107,14 +106,13 @@ def serve_command(checkpoint: Path | None, index_path: Path | None, host: str, p
     click.echo(f"serving {service.translator.source} on http://{host}:{port} (Ctrl+C to stop)")
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again: turn that into
     # an exception here, so the folder is removed and the process ends with status 0, no traceback.
-    previous = signal.signal(signal.SIGTERM, _stop)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                    timeout_keep_alive=5, timeout_graceful_shutdown=SHUTDOWN_SECONDS)
+        with sigterm_as_ctrl_c():
+            uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                        timeout_keep_alive=5, timeout_graceful_shutdown=SHUTDOWN_SECONDS)
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
         tempfile.tempdir = None
         shutil.rmtree(scratch, ignore_errors=True)
     click.echo("stopped")
@@ -124,7 +122,3 @@ SHUTDOWN_SECONDS = 30
 """On SIGTERM, requests in flight get this long to finish; a client that stalls its upload or
 never sends a request no longer keeps the server alive after it (uvicorn's graceful-shutdown
 timeout)."""
-
-
-def _stop(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt

@@ -14,7 +14,6 @@ goes into the download name.
 from __future__ import annotations
 
 import asyncio
-
 import contextlib
 import io
 import re
