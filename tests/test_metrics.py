@@ -17,7 +17,8 @@ from twingan.checkpoint import best_checkpoint, drop_best_after, load_checkpoint
 from twingan.cli import main
 from twingan.config import load_config
 from twingan.errors import UserError
-from twingan.metrics import InceptionFeatures, fid, inception_score, kid, psnr_ssim, swd
+from twingan.metrics import (InceptionFeatures, colour_distance, detail_ratio, fid, inception_score, kid,
+                             psnr_ssim, swd)
 from twingan.training import Trainer, held_out_swd
 
 
@@ -77,6 +78,28 @@ def test_swd_is_small_for_the_same_distribution_and_grows_with_noise():
     assert np.mean(levels) < noisy[0] < noisy[1]
 
 
+def test_colour_distance_is_zero_for_the_same_pictures_and_sees_a_tint_swd_cannot():
+    real = pictures(range(0, 32))
+    assert colour_distance(real, real) == 0.0
+    assert colour_distance(real, real.flip(0)) == pytest.approx(0.0, abs=1e-9)  # order does not matter
+    tint = torch.tensor([-0.15, 0.1, -0.15]).view(1, 3, 1, 1)  # a green cast
+    distances = [colour_distance(real, (real + k * tint).clamp(-1, 1)) for k in (0.5, 1.0)]
+    assert 1.0 < distances[0] < distances[1]
+    other = pictures(range(100, 132))  # other pictures of the same kind: the sampling noise
+    assert np.mean(swd(real, (real + tint).clamp(-1, 1))) < 1.2 * np.mean(swd(real, other))  # SWD: noise level
+    assert colour_distance(real, other) < distances[0] / 3
+    with pytest.raises(ValueError, match="RGB"):
+        colour_distance(real[:, :1], real[:, :1])
+
+
+def test_detail_ratio_is_one_for_the_same_sharpness_below_for_blur_above_for_noise():
+    real = pictures(range(0, 16))
+    assert detail_ratio(real, real) == pytest.approx(1.0)
+    blurred = torch.nn.functional.avg_pool2d(real, 3, stride=1, padding=1, count_include_pad=False)
+    noisy = (real + 0.2 * torch.randn(real.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
+    assert detail_ratio(real, blurred) < 0.7 and detail_ratio(real, noisy) > 1.5
+
+
 def test_psnr_and_ssim_on_known_pairs():
     x = torch.full((2, 3, 16, 16), 0.5)
     psnr, ssim = psnr_ssim(x, x + 0.1)
@@ -113,6 +136,7 @@ def test_identity_eval_runs_the_other_metrics_without_weights(tmp_path, monkeypa
     a2b = report["directions"]["a2b"]
     assert "kid_mean" not in a2b and report["inception"].startswith("KID, FID and IS need")
     assert len(a2b["swd"]) == 2 and a2b["swd_mean"] > 0 and a2b["cycle_psnr"] is None
+    assert a2b["colour"] > 0 and a2b["detail_ratio"] > 0
     assert report["pictures"] == {"a": 6, "b": 6} and "broken.png" in report["skipped"][0]
     assert (tmp_path / "r.md").read_text().startswith("| direction |")
 

@@ -274,6 +274,15 @@ def test_bad_forward_resolution_raises(bad: int) -> None:
         Discriminator(cfg)(images(8), 8, alpha=1.5)
 
 
+def test_min_channels_floors_only_the_top_stages() -> None:
+    plain = ModelConfig(resolution=128, channel_base=256, max_channels=64)
+    floored = ModelConfig(resolution=128, channel_base=256, max_channels=64, min_channels=16)
+    assert [num_channels(plain, 2**k) for k in range(2, 8)] == [64, 64, 64, 32, 16, 8]
+    assert [num_channels(floored, 2**k) for k in range(2, 8)] == [64, 64, 64, 32, 16, 16]
+    with pytest.raises(ValueError, match="min_channels"):
+        TwinGAN(small_cfg(resolution=16, max_channels=8, min_channels=16))
+
+
 def test_too_few_channels_raises() -> None:
     with pytest.raises(ValueError, match="channel_base"):
         TwinGAN(small_cfg(resolution=64, channel_base=8))

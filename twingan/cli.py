@@ -125,10 +125,14 @@ def config_command(preset: str | None, overrides: tuple[str, ...], model: str | 
               help="Run folder (default: runtime.output_dir/PRESET-TIMESTAMP).")
 @click.option("--resume", type=click.Path(path_type=Path),
               help="Continue the run in this folder from its newest checkpoint, with its saved config.")
+@click.option("--init-from", "init_from", metavar="NAME|CHECKPOINT",
+              help="Start from the encoder and generator of a bundled model (`twingan models`) or a checkpoint "
+                   "or run folder: fine-tune it on your pictures, or grow it to a larger model.resolution.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs and CI).")
 @MODEL_OPTION
 def train_command(preset: str | None, overrides: tuple[str, ...], domain_a: Path | None, domain_b: Path | None,
-                  run_dir: Path | None, resume: Path | None, no_progress: bool, model: str | None) -> None:
+                  run_dir: Path | None, resume: Path | None, init_from: str | None, no_progress: bool,
+                  model: str | None) -> None:
     """Train Twin-GAN or CycleGAN with PRESET (a configs/ name or YAML file) and section.key=value OVERRIDES.
 
     \b
@@ -138,6 +142,7 @@ def train_command(preset: str | None, overrides: tuple[str, ...], domain_a: Path
       twingan train --model cyclegan --a photos/ --b anime/   (the published CycleGAN recipe)
       twingan train twingan_selfie2anime_256 --a photos/ --b anime/ runtime.precision=bf16
       twingan train --resume runs/twingan_cpu_64-20261123-101500 train.max_minutes=60
+      twingan train twingan_cpu_128 --init-from selfie2anime-64 --a photos/ --b anime/
       torchrun --nproc_per_node 4 -m twingan train twingan_selfie2anime_256 --a photos/ --b anime/
     """
     from twingan import distributed
@@ -149,8 +154,9 @@ def train_command(preset: str | None, overrides: tuple[str, ...], domain_a: Path
     extra += [f"data.domain_a={domain_a}"] if domain_a else []
     extra += [f"data.domain_b={domain_b}"] if domain_b else []
     if resume is not None:
-        if preset is not None or model is not None:
-            raise UserError("--resume uses the run's saved config.yaml; give overrides only, not a preset or --model")
+        if preset is not None or model is not None or init_from is not None:
+            raise UserError("--resume uses the run's saved config.yaml and weights; give overrides only, not a preset, "
+                            "--model or --init-from")
         if not (resume / "config.yaml").is_file():
             raise UserError(f"{resume} is not a run folder (no config.yaml)")
         cfg = load_config(resume / "config.yaml", [*overrides, *extra])
@@ -166,6 +172,8 @@ def train_command(preset: str | None, overrides: tuple[str, ...], domain_a: Path
     try:
         if resume is not None:
             trainer.resume()
+        elif init_from is not None:
+            trainer.init_from(init_from)
         result = trainer.run()
     finally:
         distributed.shutdown()

@@ -85,9 +85,14 @@ class ModelConfig:
     resolution: Positive = 256
     """Final output resolution (a power of two, at least 8)."""
     channel_base: Annotated[int, pydantic.Field(gt=0, le=2**16)] = 1024
-    """Channels at stage s (hw = 4 * 2^s) are min(channel_base / 2^s, max_channels)."""
+    """Channels at stage s (hw = 4 * 2^s) are min(channel_base / 2^s, max_channels), at least
+    min_channels."""
     max_channels: Channels = 256
     """Most channels any stage may have (see channel_base)."""
+    min_channels: Annotated[int, pydantic.Field(ge=0, le=4096)] = 0
+    """Fewest channels any stage may have: widens only the top blocks, so a model grown one
+    resolution further keeps its lower layers' shapes (twingan_cpu_128's 128 px block gets 16
+    channels where halving would leave 8; 0: no floor)."""
     unet_max_resolution: int = 256
     """Highest resolution whose encoder block output is concatenated into the generator."""
     equalized_lr: bool = False
@@ -286,6 +291,11 @@ class TrainConfig(LoopConfig):
     short budget can spend most of its images at the size users see."""
     ema_half_life: Positive = 10_000
     """Images after which an update's weight in the EMA of encoder + generator has halved."""
+    generator_warmup_images: Annotated[int, pydantic.Field(ge=0)] = 0
+    """Images at the start of a run during which only the critics learn: the weights of encoder and
+    generator and their EMA are held (batch-norm statistics follow the pictures). A run started
+    with --init-from has trained generators and new critics, whose first, random verdicts would
+    otherwise push the trained layers around (0: none)."""
     ema_rampup: Annotated[float, pydantic.Field(gt=0.0)] | None = 0.05
     """Cap the half-life at this fraction of the images seen so far (StyleGAN2-ADA's ramp-up),
     so that the average does not drag early phases and freshly grown layers along; null: off."""

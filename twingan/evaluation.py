@@ -24,7 +24,8 @@ from twingan.domains import DIRECTIONS, DOMAIN_LETTERS
 from twingan.errors import UserError
 from twingan.face_rate import face_rate
 from twingan.faces import FACE_KINDS
-from twingan.metrics import InceptionFeatures, fid, inception_score, kid, psnr_ssim, swd
+from twingan.metrics import (InceptionFeatures, colour_distance, detail_ratio, fid, inception_score, kid,
+                             psnr_ssim, swd)
 from twingan.translator import Translator
 
 
@@ -73,6 +74,9 @@ def evaluate(sets: dict[str, Tensor], translator: Translator | None, inception: 
         stage(direction, "translated")
         levels = swd(real, fake)
         values["swd"], values["swd_mean"] = levels, sum(levels) / len(levels)
+        if real.shape[1] == 3:
+            values["colour"] = colour_distance(real, fake)
+        values["detail_ratio"] = detail_ratio(real, fake)
         stage(direction, "SWD")
         values["face_rate"] = face_rate(fake, FACE_KINDS[dst])
         stage(direction, "face rate")
@@ -100,13 +104,16 @@ def proxy_scores(results: dict[str, dict]) -> dict[str, float | None]:
     detector finds a face in them (face rate, higher is better: SWD alone prefers a clean copy of
     the photo to a noisy anime face), and how well a picture survives its own domain's round trip
     (reconstruction L1 on [-1, 1], lower is better). The first two are what a user sees; the last
-    guards against a model that forgets its input."""
+    guards against a model that forgets its input. SWD cannot see a colour cast or softness; the
+    Lab colour distance (lower is better) can."""
     return {"swd_a2b": results["a2b"]["swd_mean"], "swd_b2a": results["b2a"]["swd_mean"],
+            "colour_a2b": results["a2b"].get("colour"), "colour_b2a": results["b2a"].get("colour"),
             "face_a2b": results["a2b"]["face_rate"], "face_b2a": results["b2a"]["face_rate"],
             "recon_l1": results["a2b"]["recon_l1"]}
 
 
 COLUMNS = [("KID x100", "kid_mean", 100), ("FID", "fid", 1), ("SWD x1e3 (mean)", "swd_mean", 1000),
+           ("colour (Lab W1)", "colour", 1), ("detail ratio", "detail_ratio", 1),
            ("face rate %", "face_rate", 100), ("IS", "is_mean", 1), ("cycle PSNR", "cycle_psnr", 1),
            ("cycle SSIM", "cycle_ssim", 1), ("recon PSNR", "recon_psnr", 1), ("recon SSIM", "recon_ssim", 1)]
 

@@ -34,9 +34,9 @@ from tqdm import tqdm
 
 from twingan import distributed
 from twingan.atomic import check_writable
-from twingan.checkpoint import (best_checkpoint, best_images, drop_best_after, latest_checkpoint, load_checkpoint,
-                                save_best, save_checkpoint)
-from twingan.config import RunConfig, config_to_dict, save_config
+from twingan.checkpoint import (best_checkpoint, best_images, drop_best_after, find_checkpoint, latest_checkpoint,
+                                load_checkpoint, save_best, save_checkpoint)
+from twingan.config import RunConfig, config_from_dict, config_to_dict, save_config
 from twingan.data.dataset import DomainDataset, scan_domain
 from twingan.data.images import BadImage, load_image
 from twingan.data.loader import LoaderSettings, make_loader
@@ -296,6 +296,37 @@ class Trainer:
         log.info("resumed from %s at %s images", path, f"{self.counters.images_seen:,}")
         return path
 
+    def init_from(self, source: str) -> list[str]:
+        """Start a new run's inference networks from a bundled model (by name) or a checkpoint
+        (file or run folder), and grow them to this run's resolution; the family's recipe decides
+        what loads where. Returns the names of the tensors left new."""
+        from twingan.bundled import bundled_models, load_bundled
+
+        path = Path(source)
+        if path.exists():
+            resolved = find_checkpoint(path)
+            state, described = load_checkpoint(resolved), f"checkpoint {resolved}"
+        elif source in {m.name for m in bundled_models()}:
+            state, described = load_bundled(source)[1], f"bundled model {source}"
+        else:
+            names = ", ".join(m.name for m in bundled_models()) or "none"
+            raise UserError(f"--init-from {source}: no such checkpoint, run folder or bundled model "
+                            f"(bundled: {names})")
+        source_cfg = config_from_dict(state.get("config"), described)
+        if source_cfg.model.name != self.cfg.model.name:
+            raise UserError(f"--init-from {source}: {described} holds a {source_cfg.model.name} model; this run "
+                            f"trains {self.cfg.model.name}")
+        channels = int(state.get("image_channels", 3))
+        if channels != (1 if self.cfg.data.grayscale else 3):
+            raise UserError(f"--init-from {source}: {described} takes {channels}-channel pictures; set data.grayscale "
+                            "to match")
+        key = family(self.cfg.model.name).inference.state_key
+        fresh = self.recipe.init_from(state[key], source_cfg.model.resolution, described)
+        if self.dist.is_main:
+            log.info("initialised from %s (%d px, %s images); new: %s", described, source_cfg.model.resolution,
+                     f"{int(state.get('images_seen', 0)):,}", _layer_names(fresh) or "nothing")
+        return fresh
+
     def save(self) -> Path | None:
         self.recipe.sync_buffers()
         path = None
@@ -493,6 +524,12 @@ def _hardware(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     return f"CPU with {torch.backends.cpu.get_cpu_capability()}" + (
         ", AMX" if torch.cpu._is_amx_tile_supported() else "")
+
+
+def _layer_names(tensors: list[str]) -> str:
+    """Tensor names shortened to the modules that own them, for one log line."""
+    modules = dict.fromkeys(".".join(name.split(".")[:3]) for name in tensors)
+    return ", ".join(modules)
 
 
 def _next_multiple(value: int, every: int) -> int:

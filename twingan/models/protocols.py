@@ -65,6 +65,11 @@ class Recipe(Protocol):
     def load_state_dict(self, state: dict) -> None:
         """Raises KeyError/RuntimeError/ValueError when the state is not this configuration's."""
 
+    def init_from(self, weights: dict[str, Tensor], resolution: int, source: str) -> list[str]:
+        """Start a new run's inference networks from a trained model's (the family's inference
+        state entry, trained at `resolution` px); returns the names of tensors left new. Raises
+        UserError for a model that cannot seed this config."""
+
 
 class InferenceModel(Protocol):
     """A checkpoint's inference networks, as the translator uses them.

@@ -194,6 +194,16 @@ class CycleGANRecipe:
                 "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
                 "pools": [pool.state_dict() for pool in self.pools]}
 
+    def init_from(self, weights: dict[str, Tensor], resolution: int, source: str) -> list[str]:
+        """Fine-tune: both generators start from `source`'s (fully convolutional, so any training
+        size fits); the critics and image pools start new. Nothing is left new."""
+        try:
+            self.gens.load_state_dict(weights)
+        except (RuntimeError, KeyError) as exc:
+            detail = " ".join(str(exc).split())[:300]
+            raise UserError(f"{source} does not fit this run's generators ({detail})") from None
+        return []
+
     def load_state_dict(self, state: dict) -> None:
         """Raises KeyError/RuntimeError/ValueError when the state is not this configuration's."""
         self.gens.load_state_dict(state["gens"])

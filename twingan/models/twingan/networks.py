@@ -23,9 +23,9 @@ from twingan.models.twingan.character import CharacterEncoder
 
 
 def num_channels(cfg: ModelConfig, hw: int) -> int:
-    """Feature channels of the block working at hw x hw (halved per doubling, capped)."""
+    """Feature channels of the block working at hw x hw (halved per doubling, capped and floored)."""
     stage = int(math.log2(hw)) - 2
-    return min(cfg.channel_base // 2**stage, cfg.max_channels)
+    return max(min(cfg.channel_base // 2**stage, cfg.max_channels), cfg.min_channels)
 
 
 def _is_pow2(n: int) -> bool:
@@ -43,6 +43,8 @@ def _check_config(cfg: ModelConfig) -> None:
         )
     if cfg.max_channels < 1:
         raise ValueError(f"model.max_channels must be positive, got {cfg.max_channels}")
+    if cfg.min_channels > cfg.max_channels:
+        raise ValueError(f"model.min_channels ({cfg.min_channels}) is above model.max_channels ({cfg.max_channels})")
     if not 0.0 < cfg.bn_momentum <= 1.0:
         raise ValueError(f"model.bn_momentum must be in (0, 1], got {cfg.bn_momentum}")
     if cfg.mbstd_group_size < 1:

@@ -11,6 +11,7 @@ has to remember counts, weights and optimizer moments to continue exactly.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 
 import torch
@@ -68,6 +69,7 @@ class TwinGANRecipe:
 
     def __init__(self, cfg: Config, ctx: StepContext, data: TrainingData) -> None:
         self.cfg, self.ctx = cfg, ctx
+        self.image_channels = data.image_channels
         try:
             self.phases = build_phases(cfg.train.start_resolution, cfg.model.resolution, cfg.train.phase_images,
                                        cfg.train.final_phase_images)
@@ -240,8 +242,10 @@ class TwinGANRecipe:
         # no critic weight gradients and the critics' backward stops at the pictures, which is
         # what detaching them did. (With model.spectral_norm the D step sees the power iteration
         # of the generator pass's forward instead of one more.)
+        holding = self.holds_generator(images_seen)
         frozen = [*([self.link_critic] if self.link_critic is not None else []),
-                  *([self.net.character] if self.source == "learned" else [])]
+                  *([self.net.character] if self.source == "learned" else []),
+                  *([self.generator_side] if holding else [])]
         for module in frozen:
             module.requires_grad_(False)
         with ctx.autocast(), record_function("generator forward"):
@@ -252,9 +256,10 @@ class TwinGANRecipe:
             module.requires_grad_(True)
         if g_values is None:
             return None
-        ctx.update(g_total, self.opt_g, self.generator_side, self.scaler_g, "generator", keep_graph=True)
-        with record_function("EMA"):
-            self.update_ema(reals[0].shape[0] * ctx.dist.world_size, images_seen)
+        if not holding:
+            ctx.update(g_total, self.opt_g, self.generator_side, self.scaler_g, "generator", keep_graph=True)
+            with record_function("EMA"):
+                self.update_ema(reals[0].shape[0] * ctx.dist.world_size, images_seen)
 
         d_weights = {"d_reconstruction": w.reconstruction_gan, "d_penalty": w.penalty_weight * w.penalty_every,
                      "d_link": 1.0,
@@ -268,6 +273,11 @@ class TwinGANRecipe:
             return None
         ctx.update(d_total, self.opt_d, self.critic_side, self.scaler_d, "critic")
         return {**c_values, **g_values, **d_values}
+
+    def holds_generator(self, images_seen: int) -> bool:
+        """Whether the step leaves the generator side (and its EMA) as they are and trains the
+        critics only (train.generator_warmup_images). Its pass then builds no generator graph."""
+        return images_seen < self.cfg.train.generator_warmup_images
 
     @torch.no_grad()
     def update_ema(self, batch_images: int, images_seen: int) -> None:
@@ -284,7 +294,8 @@ class TwinGANRecipe:
 
     # ----------------------------------------------------------------- outputs and state
     def progress_note(self, phase: Phase, images_seen: int, values: dict[str, float]) -> str:
-        note = f"{phase.name} a={phase.alpha(images_seen):.2f} rec={values['reconstruction']:.3f}"
+        held = " critics warming up" if self.holds_generator(images_seen) else ""
+        note = f"{phase.name}{held} a={phase.alpha(images_seen):.2f} rec={values['reconstruction']:.3f}"
         return note + (f" chr={values['character']:.3f}" if "character" in values else "")
 
     @torch.no_grad()
@@ -323,6 +334,35 @@ class TwinGANRecipe:
         if self.source == "learned":
             state |= {"opt_c": self.opt_c.state_dict(), "scaler_c": self.scaler_c.state_dict()}
         return state
+
+    def init_from(self, weights: dict[str, Tensor], resolution: int, source: str) -> list[str]:
+        """Start the encoder and generator (and their EMA) from a trained model of `resolution` px:
+        every tensor of that model loads into the network of the same name, and what this run's
+        larger networks have beyond it (the blocks above `resolution`) keeps its fresh
+        initialisation and fades in above the trained layers, as progressive growing does. The
+        critics stay new (a bundled model has none): train.generator_warmup_images lets them learn
+        before the generator moves. Returns the names of the new tensors; raises UserError when
+        the model is larger or its tensors do not fit this config."""
+        final = self.cfg.model.resolution
+        if resolution > final:
+            raise UserError(f"{source} is a {resolution} px model, larger than this run's model.resolution "
+                            f"{final}: --init-from grows a model, it does not shrink one")
+        with torch.device("meta"):
+            smaller = TwinGAN(dataclasses.replace(self.cfg.model, resolution=resolution),
+                              self.image_channels).state_dict()
+        target = self.net.state_dict()
+        for key in sorted(set(smaller) | set(weights)):
+            if key not in weights or key not in smaller:
+                raise UserError(f"{source} does not fit this run's networks: tensor {key} is "
+                                f"{'missing from it' if key not in weights else 'not in this config'} "
+                                "(model settings other than resolution must match the source's)")
+            if tuple(weights[key].shape) != tuple(target[key].shape):
+                raise UserError(f"{source} does not fit this run's networks: tensor {key} has shape "
+                                f"{tuple(weights[key].shape)}, this config's is {tuple(target[key].shape)} "
+                                "(model settings other than resolution must match the source's)")
+        self.net.load_state_dict(weights, strict=False)
+        self.ema.load_state_dict(self.net.state_dict())
+        return [key for key in target if key not in weights]
 
     def load_state_dict(self, state: dict) -> None:
         """Raises KeyError/RuntimeError when the state is not this configuration's."""

@@ -1,0 +1,143 @@
+"""`twingan train --init-from`: a run starts from a trained model's encoder and generator and grows
+them; the generator waits while the new critics warm up."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+from conftest import write_image_folder
+from test_training import tiny_preset
+
+from twingan.bundled import load_bundled
+from twingan.checkpoint import load_checkpoint, save_checkpoint
+from twingan.cli import main
+from twingan.config import config_to_dict, load_config
+from twingan.errors import UserError
+from twingan.training import Trainer
+
+GROWN = {"model": {"resolution": 16, "unet_max_resolution": 8},
+         "train": {"start_resolution": 8, "batch_size": {8: 4, 16: 4}}}
+"""The tiny 8 px preset grown to 16 px: the same widths below 16 px, no 16 px link (as twingan_cpu_128)."""
+
+
+@pytest.fixture
+def trained_8px(tmp_path):
+    """A tiny 8 px run's folder, trained for 24 images."""
+    Trainer(load_config(tiny_preset(tmp_path)), tmp_path / "small", progress=False).run()
+    return tmp_path / "small"
+
+
+def _grown(tmp_path, **sections) -> Trainer:
+    merged = {key: {**GROWN.get(key, {}), **sections.get(key, {})} for key in {*GROWN, *sections}}
+    return Trainer(load_config(tiny_preset(tmp_path, **merged)), tmp_path / "grown", progress=False)
+
+
+def test_init_from_loads_exactly_the_trained_weights_and_leaves_only_the_new_blocks_new(tmp_path, trained_8px):
+    trainer = _grown(tmp_path)
+    before = {k: v.clone() for k, v in trainer.recipe.net.state_dict().items()}
+    trainer.init_from(str(trained_8px))
+    source = load_checkpoint(trained_8px)["ema"]
+    for net in (trainer.recipe.net, trainer.recipe.ema):
+        state = net.state_dict()
+        for key, value in source.items():
+            assert torch.equal(state[key], value), key
+        new = [k for k in state if k not in source]
+        assert new and all(".16." in k or k.endswith(".16") for k in new), new
+        assert all(torch.equal(state[k], before[k]) for k in new)
+
+
+def test_grown_model_at_alpha_zero_draws_what_the_trained_one_drew(tmp_path, trained_8px):
+    trainer = _grown(tmp_path)
+    trainer.init_from(str(trained_8px))
+    small = Trainer(load_config(tmp_path / "small" / "config.yaml"), tmp_path / "unused", progress=False)
+    small.load_state_dict(load_checkpoint(trained_8px), "source")
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        for domain in (0, 1):
+            grown = trainer.recipe.ema.eval()
+            latent, skips = grown.encoder(x, domain, 16, 0.0)
+            out = grown.generator(latent, skips, 1 - domain, 16, 0.0, source=domain)
+            trained = small.recipe.ema.eval()
+            latent, skips = trained.encoder(F.avg_pool2d(x, 2), domain, 8)
+            expected = trained.generator(latent, skips, 1 - domain, 8, source=domain)
+            torch.testing.assert_close(out, F.interpolate(expected, scale_factor=2, mode="nearest"),
+                                       rtol=1e-4, atol=1e-5)
+
+
+def test_a_larger_model_is_refused_in_one_line(tmp_path):
+    large = _grown(tmp_path)
+    large.run_dir = tmp_path / "large"
+    large.save()
+    small = Trainer(load_config(tiny_preset(tmp_path)), tmp_path / "small", progress=False)
+    with pytest.raises(UserError, match="16 px model, larger than this run's model.resolution 8") as info:
+        small.init_from(str(tmp_path / "large"))
+    assert "\n" not in str(info.value)
+
+
+def test_a_model_of_another_family_is_refused(tmp_path):
+    cyclegan = load_config(None, ["model.name=cyclegan"])
+    save_checkpoint({"model": "cyclegan", "config": config_to_dict(cyclegan)},
+                    tmp_path / "cg", 0, keep=1)
+    trainer = Trainer(load_config(tiny_preset(tmp_path)), tmp_path / "run", progress=False)
+    with pytest.raises(UserError, match="holds a cyclegan model; this run trains twingan"):
+        trainer.init_from(str(tmp_path / "cg"))
+
+
+def test_other_widths_are_refused_naming_the_tensor(tmp_path, trained_8px):
+    trainer = _grown(tmp_path, model={"max_channels": 8})
+    with pytest.raises(UserError, match=r"does not fit this run's networks: tensor \S+ has shape"):
+        trainer.init_from(str(trained_8px))
+
+
+def test_an_unknown_source_names_the_bundled_models(tmp_path):
+    trainer = Trainer(load_config(tiny_preset(tmp_path)), tmp_path / "run", progress=False)
+    with pytest.raises(UserError, match=r"no such checkpoint, run folder or bundled model \(bundled: selfie2anime-64"):
+        trainer.init_from("selfie2anime-512")
+
+
+def test_cli_init_from_trains_and_refuses_it_with_resume(tmp_path, trained_8px):
+    preset = tiny_preset(tmp_path, model=GROWN["model"], train={**GROWN["train"], "max_images": 8})
+    result = CliRunner().invoke(main, ["train", str(preset), "--init-from", str(trained_8px),
+                                       "--run-dir", str(tmp_path / "grown"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    state = load_checkpoint(tmp_path / "grown")
+    assert state["images_seen"] == 8 and state["config"]["model"]["resolution"] == 16
+    both = CliRunner().invoke(main, ["train", "--resume", str(tmp_path / "grown"), "--init-from", str(trained_8px)])
+    assert both.exit_code == 1 and "not a preset, --model or --init-from" in both.output
+
+
+def test_generator_waits_while_the_critics_warm_up(tmp_path):
+    trainer = Trainer(load_config(tiny_preset(tmp_path, train={"generator_warmup_images": 8, "max_images": 8})),
+                      tmp_path / "run", progress=False)
+    recipe = trainer.recipe
+    # The net's parameters; its batch-norm running statistics follow the pictures during the warm-up.
+    tensors = {"net": lambda: list(recipe.net.parameters()), "ema": lambda: list(recipe.ema.state_dict().values()),
+               "discs": lambda: list(recipe.discs.parameters())}
+    before = {name: [t.detach().clone() for t in get()] for name, get in tensors.items()}
+
+    def changed(name: str) -> bool:
+        return any(not torch.equal(a, b) for a, b in zip(before[name], tensors[name]()))
+
+    trainer.run()
+    assert changed("discs") and not changed("net") and not changed("ema")
+    trainer.cfg.train.max_images = 16
+    trainer.total_images = 16
+    trainer.run()
+    assert changed("net") and changed("ema")
+
+
+def test_the_bundled_64px_model_grows_into_twingan_cpu_128(tmp_path):
+    write_image_folder(tmp_path / "a", 4, size=32, seed=0)
+    write_image_folder(tmp_path / "b", 4, size=32, seed=9)
+    cfg = load_config("twingan_cpu_128", [f"data.domain_a={tmp_path / 'a'}", f"data.domain_b={tmp_path / 'b'}",
+                                          "train.eval_every=null", "data.verify=header"])
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    fresh = trainer.init_from("selfie2anime-64")
+    assert {".".join(k.split(".")[:3]) for k in fresh} == {
+        "encoder.from_rgb.128", "encoder.blocks.128", "generator.blocks.128", "generator.to_rgb.128"}
+    bundled = load_bundled("selfie2anime-64")[1]["ema"]
+    state = trainer.recipe.ema.state_dict()
+    assert set(state) - set(fresh) == set(bundled)
+    assert all(torch.equal(state[k], bundled[k]) for k in bundled)
