@@ -36,19 +36,6 @@ def die_with_parent() -> None:
         ctypes.CDLL(name).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _interrupt(*_: object) -> None:
-    raise KeyboardInterrupt
-
-
-@pytest.fixture(autouse=True)
-def ctrl_c_stops_the_tests(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`twingan train` takes a first Ctrl-C as "finish this step and save"; inside pytest that
-    only ended the current test, so in-process trainers raise KeyboardInterrupt at once instead."""
-    training = sys.modules.get("twingan.training")
-    if training is not None:
-        monkeypatch.setattr(training.Trainer, "_on_signal", _interrupt)
-
-
 def gradient_image(size: int = 32, seed: int = 0) -> Image.Image:
     """A small RGB picture with structure (so resizes and crops are visible) and some noise."""
     rng = np.random.default_rng(seed)
@@ -111,7 +98,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from twingan.config import load_config
-from twingan.training import Trainer
+from twingan.train.trainer import Trainer
 
 trainer = Trainer(load_config(sys.argv[1]), Path(sys.argv[2]), progress=False)
 nets = [getattr(trainer.recipe, name) for name in sys.argv[3:]]

@@ -26,9 +26,9 @@ from twingan import bundled
 from twingan.bundled import bundled_model, bundled_models, load_bundled
 from twingan.cli import main
 from twingan.errors import UserError
-from twingan.index import Index
+from twingan.search.index import Index
 from twingan.serve.service import Service
-from twingan.translator import Translator
+from twingan.infer.translator import Translator
 from twingan.weights import file_sha256, load_weights
 
 EXPECTED = Path(__file__).parent / "data" / "bundled-pixels.png"
@@ -169,7 +169,7 @@ def test_translate_without_a_checkpoint_uses_the_bundled_model(tmp_path):
 def test_a_large_picture_gets_face_mode_unless_told_otherwise(tmp_path, monkeypatch):
     """A phone-sized picture goes through face mode by default (here no face is found, so it is
     translated whole and the summary says so); --no-face skips the search; a small one never searches."""
-    import twingan.translate_files as translate_files
+    import twingan.cli.translate as translate_files
 
     searched = []
     real = translate_files.translate_faces
@@ -190,7 +190,7 @@ def test_a_large_picture_gets_face_mode_unless_told_otherwise(tmp_path, monkeypa
 
 
 def test_a_picture_whose_header_cannot_be_read_goes_the_whole_picture_way(tmp_path):
-    from twingan.translate_files import Job, split_by_face_mode
+    from twingan.cli.translate import Job, split_by_face_mode
 
     (tmp_path / "broken.jpg").write_bytes(b"not a picture")
     Image.new("RGB", (600, 800)).save(tmp_path / "phone.png")

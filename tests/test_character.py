@@ -20,8 +20,8 @@ from twingan.config import load_config
 from twingan.domains import DOMAIN_A
 from twingan.errors import UserError
 from twingan.models.twingan.networks import DomainNorm2d, TwinGAN
-from twingan.training import Trainer
-from twingan.translator import Translator
+from twingan.train.trainer import Trainer
+from twingan.infer.translator import Translator
 
 HUES = [(230, 40, 40), (40, 200, 60), (50, 80, 230), (240, 220, 50), (200, 60, 220), (40, 210, 210),
         (250, 150, 40), (120, 120, 120)]

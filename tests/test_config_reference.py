@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from twingan.cli import main
 from twingan.config import MODELS, config_to_dict, load_config
-from twingan.config_reference import REFERENCE_PATH, WRITER, family_keys, reference_markdown
+from twingan.cli.config_reference import REFERENCE_PATH, WRITER, family_keys, reference_markdown
 
 
 def _row(markdown: str, key: str, after: str = "") -> list[str]:

@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 from conftest import load_tool, run_two_ranks, write_preset
 
-from twingan import losses
+from twingan.models import losses
 from twingan.checkpoint import load_checkpoint
 from twingan.cli import main
 from twingan.config import PRESET_DIR, CycleGANModelConfig, load_config
@@ -21,8 +21,8 @@ from twingan.models.cyclegan.image_pool import ImagePool
 from twingan.models.cyclegan.networks import (PatchDiscriminator, ResnetGenerator, UnetGenerator,
                                               build_discriminator, build_generator, patch_grid_size)
 from twingan.models.cyclegan.recipe import GAN_KINDS, lr_factor
-from twingan.schedule import Phase
-from twingan.training import Trainer
+from twingan.models.schedule import Phase
+from twingan.train.trainer import Trainer
 
 TINY = {
     "model": {"name": "cyclegan", "resolution": 16, "resnet_blocks": 1, "generator_channels": 4,

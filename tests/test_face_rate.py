@@ -1,4 +1,4 @@
-"""Face rate: the content judge beside SWD (twingan/face_rate.py)."""
+"""Face rate: the content judge beside SWD (twingan/evaluation/face_rate.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 from twingan.data.pictures import to_tensor
-from twingan.evaluation import load_set
-from twingan.face_rate import face_rate, to_pil
+from twingan.evaluation.scores import load_set
+from twingan.evaluation.face_rate import face_rate, to_pil
 
 
 def test_to_pil_maps_the_model_range_to_bytes():

@@ -19,8 +19,8 @@ import torch
 from conftest import gradient_image
 from torch import Tensor
 
-from twingan.embedding import Embedder
-from twingan.translator import Translator
+from twingan.search.embedding import Embedder
+from twingan.infer.translator import Translator
 
 DATA = Path(__file__).resolve().parent / "data"
 FROZEN = ("twingan", "twingan_character", "cyclegan")
@@ -99,7 +99,7 @@ def test_an_old_checkpoint_translates_as_it_did(name):
 def test_a_new_run_writes_the_old_checkpoint_layout(name, tmp_path):
     from twingan.checkpoint import load_checkpoint
     from twingan.config import load_config
-    from twingan.training import Trainer
+    from twingan.train.trainer import Trainer
 
     trainer = Trainer(load_config(presets(tmp_path)[name]), tmp_path / "run", progress=False)
     expected = json.loads((DATA / f"{name}_layout.json").read_text())
@@ -111,7 +111,7 @@ def record(data: Path, scratch: Path) -> None:
     entries, its layout and its outputs. Run by hand (tests/data/README.md), never by the tests."""
     from twingan.checkpoint import load_checkpoint
     from twingan.config import load_config
-    from twingan.training import Trainer
+    from twingan.train.trainer import Trainer
 
     data.mkdir(exist_ok=True)
     for name, preset in presets(scratch).items():

@@ -27,8 +27,8 @@ import test_training
 from test_weights import write_code_carrying
 from twingan.cli import main
 from twingan.config import load_config
-from twingan.index import Index, writing
-from twingan.training import Trainer
+from twingan.search.index import Index, writing
+from twingan.train.trainer import Trainer
 
 
 @dataclass
@@ -337,7 +337,7 @@ def test_a_second_index_writer_waits_and_loses_nothing(world, tmp_path):
     what it wrote (without the lock it read the old index and dropped the first writer's pictures)."""
     import shutil
 
-    from twingan.neighbors import add_command, index_embedder
+    from twingan.cli.neighbors import add_command, index_embedder
 
     shutil.copytree(world.index, tmp_path / "ix")
     write_image_folder(tmp_path / "more", 3, size=24, seed=50)
@@ -451,7 +451,7 @@ def test_a_checkpoint_whose_config_asks_for_a_huge_network_is_refused_before_bui
 
     from twingan.checkpoint import load_checkpoint
     from twingan.errors import UserError
-    from twingan.translator import Translator
+    from twingan.infer.translator import Translator
 
     state = load_checkpoint(world.run)
     state["config"]["model"].update(channel_base=65536, max_channels=4096)

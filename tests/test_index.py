@@ -15,15 +15,15 @@ from click.testing import CliRunner
 from PIL import Image
 from sklearn.neighbors import NearestNeighbors
 
-from twingan import index as index_module
+from twingan.search import index as index_module
 from twingan.cli import main
 from twingan.config import load_config
 from twingan.domains import DOMAIN_LETTERS
 from twingan.errors import UserError
-from twingan.embedding import search_pictures
-from twingan.index import Index, IndexSettings
-from twingan.neighbors import index_embedder
-from twingan.training import Trainer
+from twingan.search.embedding import search_pictures
+from twingan.search.index import Index, IndexSettings
+from twingan.cli.neighbors import index_embedder
+from twingan.train.trainer import Trainer
 from twingan.weights import file_sha256
 
 

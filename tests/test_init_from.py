@@ -15,7 +15,7 @@ from twingan.checkpoint import load_checkpoint, save_checkpoint
 from twingan.cli import main
 from twingan.config import config_to_dict, load_config
 from twingan.errors import UserError
-from twingan.training import Trainer
+from twingan.train.trainer import Trainer
 
 GROWN = {"model": {"resolution": 16, "unet_max_resolution": 8},
          "train": {"start_resolution": 8, "batch_size": {8: 4, 16: 4}}}

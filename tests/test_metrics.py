@@ -17,9 +17,9 @@ from twingan.checkpoint import best_checkpoint, drop_best_after, load_checkpoint
 from twingan.cli import main
 from twingan.config import load_config
 from twingan.errors import UserError
-from twingan.metrics import (InceptionFeatures, colour_distance, detail_ratio, fid, inception_score, kid,
-                             psnr_ssim, swd)
-from twingan.training import Trainer, held_out_swd
+from twingan.evaluation.metrics import (InceptionFeatures, colour_distance, detail_ratio, fid, inception_score,
+                                        kid, psnr_ssim, swd)
+from twingan.train.trainer import Trainer, held_out_swd
 
 
 def gaussian(n: int, mean: np.ndarray, std: np.ndarray, seed: int) -> torch.Tensor:
@@ -41,7 +41,7 @@ def test_kid_of_a_set_against_its_own_distribution_is_about_zero_and_grows_with_
 def test_kid_adapts_its_subset_size_to_small_sets():
     small = gaussian(100, np.zeros(8), np.ones(8), 0)
     mean, std = kid(small, small + 1.0)
-    assert mean > 0 and std >= 0
+    assert mean > 0 and std < 1e-3 * mean  # each subset is the whole small set, so they all agree
 
 
 def test_fid_matches_the_closed_form():

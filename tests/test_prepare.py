@@ -14,8 +14,8 @@ from PIL import Image
 
 from twingan.cli import main
 from twingan.errors import UserError
-from twingan.faces import FaceBox, detect_faces, square_crop_box
-from twingan.prepare import REPORT_NAME, prepare_faces
+from twingan.infer.faces import FaceBox, detect_faces, square_crop_box
+from twingan.cli.prepare import REPORT_NAME, prepare_faces
 
 
 @pytest.fixture(scope="module")

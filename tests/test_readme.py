@@ -22,7 +22,7 @@ import test_training
 from illust2vec.cli import main as illust2vec_main
 from twingan.cli import main as twingan_main
 from twingan.config import load_config
-from twingan.training import Trainer
+from twingan.train.trainer import Trainer
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from twingan import losses
+from twingan.models import losses
 from twingan.models.twingan.recipe import fade_reals
-from twingan.schedule import build_phases, lr_factor, phase_at
+from twingan.models.schedule import build_phases, lr_factor, phase_at
 
 
 def test_phases_grow_with_fade_then_stable():

@@ -25,7 +25,7 @@ from twingan.serve.app import create_app
 from twingan.serve.batcher import Batcher
 from twingan.serve.service import Service
 from twingan.serve.uploads import Limits, safe_stem
-from twingan.training import Trainer
+from twingan.train.trainer import Trainer
 
 import test_character
 import test_training
@@ -328,7 +328,7 @@ def test_load_of_200_requests_from_8_clients_has_no_failures(service):
     with live_server(app) as url:
         result = bench.hammer(url, photos, requests=200, clients=8)
     assert result.failures == [] and len(result.latencies) == 200
-    assert result.percentile(99) >= result.percentile(50) > 0
+    assert 0 < result.percentile(99) < 60  # seconds: 200 small pictures on 2 cores take a few
     assert app.state.batcher.stats.items == 200 and app.state.batcher.stats.largest > 1
 
 

@@ -20,12 +20,12 @@ import pytest
 import torch
 from test_training import metrics, tiny_preset
 
-from twingan import losses, stepping
+from twingan.models import losses, stepping
 from twingan.checkpoint import load_checkpoint
 from twingan.config import load_config
 from twingan.models.cyclegan import recipe as cyclegan_recipe
 from twingan.models.twingan import recipe as twingan_recipe
-from twingan.training import Trainer
+from twingan.train.trainer import Trainer
 
 TOLERANCE = 1e-4
 LOSSES = {"reconstruction", "semantic", "translation_gan", "d_translation", "d_penalty", "nce"}
@@ -131,7 +131,7 @@ def test_auto_precision_follows_the_cpu(monkeypatch, amx, avx512_bf16, expected)
 def test_the_run_names_the_precision_it_chose(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
-    with caplog.at_level(logging.INFO, logger="twingan.training"):
+    with caplog.at_level(logging.INFO, logger="twingan.train.trainer"):
         trainer = Trainer(load_config(tiny_preset(tmp_path), ["runtime.precision=auto"]), tmp_path / "run",
                           progress=False)
     assert trainer.precision == "fp32" and trainer.recipe.ctx.precision == "fp32"

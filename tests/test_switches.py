@@ -18,15 +18,15 @@ from test_training import metrics, tiny_preset
 from twingan.checkpoint import load_checkpoint
 from twingan.config import PRESET_DIR, ModelConfig, load_config
 from twingan.domains import DOMAIN_A, DOMAIN_B
-from twingan.evaluation import evaluate, proxy_scores
+from twingan.evaluation.scores import evaluate, proxy_scores
 from twingan.errors import UserError
 from twingan.models.twingan.link_critic import LinkCritic, critic_loss, encoder_loss
 from twingan.models.twingan.networks import (Conv2d, Discriminator, DomainNorm2d, Generator, SkipGate, TwinGAN,
                                              drop_links, encoder_channels, high_pass)
 from twingan.models.twingan.patch_nce import PatchNCE
-from twingan.schedule import build_phases
-from twingan.training import Trainer
-from twingan.translator import Translator
+from twingan.models.schedule import build_phases
+from twingan.train.trainer import Trainer
+from twingan.infer.translator import Translator
 
 RES = 32
 

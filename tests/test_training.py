@@ -19,9 +19,9 @@ from twingan.checkpoint import load_checkpoint
 from twingan.config import PRESET_DIR, LossConfig, load_config
 from twingan.errors import UserError
 from twingan.models.twingan import recipe as twingan_recipe
-from twingan.run_log import RunLog
-from twingan.schedule import Phase
-from twingan.training import Trainer, TrainingDiverged
+from twingan.train.run_log import RunLog
+from twingan.models.schedule import Phase
+from twingan.train.trainer import Trainer, TrainingDiverged
 
 TINY = {
     "model": {"resolution": 8, "channel_base": 32, "max_channels": 16, "unet_max_resolution": 8},
@@ -162,7 +162,8 @@ def test_sigterm_saves_a_loadable_checkpoint_and_exits_cleanly(tmp_path):
     preset = tiny_preset(tmp_path, train={"phase_images": 100_000, "checkpoint_every": 100_000, "max_minutes": 30})
     run = tmp_path / "run"
     process = _cli("train", str(preset), "--run-dir", str(run), "--no-progress")
-    while not (run / "metrics.jsonl").exists() and process.poll() is None:
+    deadline = time.monotonic() + 300
+    while not (run / "metrics.jsonl").exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert process.poll() is None, process.communicate()[0]
     process.send_signal(signal.SIGTERM)
@@ -341,7 +342,7 @@ def test_a_second_training_into_a_busy_run_folder_is_refused_and_harms_nothing(t
     checkpoint held the second's weights."""
     import fcntl
 
-    from twingan.training import RUN_LOCK
+    from twingan.train.run_state import RUN_LOCK
 
     cfg = load_config(tiny_preset(tmp_path))
     run = tmp_path / "run"

@@ -19,9 +19,9 @@ from twingan.config import DataConfig, load_config
 from twingan.data.pictures import resize_for_model, to_tensor
 from twingan.data.transforms import loader_transform, to_model_range
 from twingan.errors import UserError
-from twingan.face_paste import face_mask, paste_faces
-from twingan.training import Trainer
-from twingan.translator import Translator
+from twingan.infer.face_paste import face_mask, paste_faces
+from twingan.train.trainer import Trainer
+from twingan.infer.translator import Translator
 
 import test_cyclegan
 import test_training
@@ -209,7 +209,7 @@ def test_inference_resizing_matches_the_training_loader(mode, shape):
 
 
 def test_the_translate_command_starts_without_torchvision():
-    code = "import sys, twingan.cli, twingan.translate_files; print('torchvision' in sys.modules)"
+    code = "import sys, twingan.cli, twingan.cli.translate; print('torchvision' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "False"
 

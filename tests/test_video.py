@@ -17,11 +17,11 @@ import skimage.data
 from click.testing import CliRunner
 from PIL import Image
 
-from twingan import face_track, video
+from twingan.infer import face_track, video
 from twingan.cli import main
-from twingan.faces import FaceBox
-from twingan.translator import Translator
-from twingan.video import FrameTranslator, Interrupted, VideoError, flicker_ratio, probe, translate_video
+from twingan.infer.faces import FaceBox
+from twingan.infer.translator import Translator
+from twingan.infer.video import FrameTranslator, Interrupted, VideoError, flicker_ratio, probe, translate_video
 
 DATA = Path(__file__).parent / "data"
 
@@ -335,7 +335,7 @@ def test_a_video_cut_short_says_how_many_frames_it_lost(translator, tmp_path, ca
     clip = make_clip(tmp_path / "in.mp4", frames=12)
     real_probe = video.probe
     monkeypatch.setattr(video, "probe", lambda path: dataclasses.replace(real_probe(path), frames=20))
-    with caplog.at_level(logging.WARNING, logger="twingan.video"):
+    with caplog.at_level(logging.WARNING, logger="twingan.infer.video"):
         report = translate_video(translator, clip, tmp_path / "out.mp4", progress=False)
     assert report.frames == 12
     assert any("only 12 of the 20 frames its header declares" in r.getMessage() for r in caplog.records)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from twingan.checkpoint import load_checkpoint
 from twingan.errors import UserError
-from twingan.metrics import InceptionFeatures
+from twingan.evaluation.metrics import InceptionFeatures
 from twingan.weights import code_loading_refused, load_weights
 
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from twingan.config import load_config
-from twingan.training import Trainer
+from twingan.train.trainer import Trainer
 
 
 class ReferencePool:

@@ -2,7 +2,7 @@
 
 1. For each collection size: synthetic vectors at the index dimension (--dim, what `--pca` makes;
    the raw latent is 4*4*C = 1,024 for twingan_cpu_64 and 4,096 for the paper model), built with
-   the index's own default for that size (Flat up to 50,000, IVF above) through twingan.index;
+   the index's own default for that size (Flat up to 50,000, IVF above) through twingan.search.index;
    prints build time, resident memory growth, single-query p50/p99 latency, batched queries/s and
    recall@10 against exact search by scikit-learn.
    The vectors have a decaying spectrum (dimension i has standard deviation (i + 1) ** -0.5, as
@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 from sklearn.neighbors import NearestNeighbors
 
-from twingan.index import Index, IndexSettings
+from twingan.search.index import Index, IndexSettings
 from twingan.weights import file_sha256
 
 QUERIES = 1000
@@ -86,8 +86,8 @@ def bench_cli(tmp: Path) -> None:
         path = tmp / f"face_{i}.png"
         Image.fromarray(np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(path)
         pictures.append(str(path))
-    from twingan.embedding import Embedder
-    from twingan.translator import Translator
+    from twingan.infer.translator import Translator
+    from twingan.search.embedding import Embedder
 
     dim = Embedder(Translator.from_checkpoint(checkpoint, "cpu")).dim
     rng = np.random.default_rng(1)

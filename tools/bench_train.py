@@ -26,7 +26,7 @@ from PIL import Image
 
 from twingan.config import load_config
 from twingan.models import family
-from twingan.training import Trainer
+from twingan.train.trainer import Trainer
 
 
 def make_trainer(preset: str, resolution: int, device: str, overrides: list[str], tmp: Path) -> Trainer:

@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from twingan.cli.translate import plan_jobs, translate_files
 from twingan.config import load_config
+from twingan.infer.translator import Translator
 from twingan.models import family
-from twingan.training import Trainer
-from twingan.translate_files import plan_jobs, translate_files
-from twingan.translator import Translator
+from twingan.train.trainer import Trainer
 
 
 def make_checkpoint(preset: str, tmp: Path, device: str) -> Path:

@@ -32,10 +32,10 @@ import torch
 from bench_translate import make_checkpoint
 from PIL import Image
 
-from twingan.face_paste import paste_faces
-from twingan.face_track import FaceTracker
-from twingan.translator import Translator
-from twingan.video import FrameTranslator, Stabiliser, flicker_ratio, translate_video
+from twingan.infer.face_paste import paste_faces
+from twingan.infer.face_track import FaceTracker
+from twingan.infer.translator import Translator
+from twingan.infer.video import FrameTranslator, Stabiliser, flicker_ratio, translate_video
 
 WIDTH, HEIGHT, RATE = 1280, 720, 25
 

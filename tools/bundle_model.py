@@ -20,7 +20,7 @@ import torch
 from twingan.bundled import BundledModel, write_bundle
 from twingan.checkpoint import find_checkpoint, load_checkpoint
 from twingan.config import config_to_dict
-from twingan.translator import Translator
+from twingan.infer.translator import Translator
 
 
 def main() -> None:

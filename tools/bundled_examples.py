@@ -21,8 +21,8 @@ import skimage.data
 from PIL import Image
 from quality_run import GRID_PHOTOS, ROOT, split, translation_grid
 
-from twingan.faces import detect_faces, square_crop_box
-from twingan.translator import Translator
+from twingan.infer.faces import detect_faces, square_crop_box
+from twingan.infer.translator import Translator
 
 CAMERAMAN_HEAD = (135, 45, 295, 205)
 """The face detector finds no face in the cameraman's profile: his head, boxed by hand."""

@@ -22,7 +22,7 @@ from torchvision.utils import make_grid
 from twingan.atomic import atomic_path
 from twingan.data.images import load_image
 from twingan.data.pictures import to_picture
-from twingan.translator import Translator
+from twingan.infer.translator import Translator
 
 
 def character_sheet(translator: Translator, photos: list[Path], references: list[Path]) -> tuple[torch.Tensor, float]:

@@ -27,14 +27,14 @@ import time
 from pathlib import Path
 
 import torch
-
 from quality_run import ROOT
-from twingan import losses
+
 from twingan.checkpoint import find_checkpoint, load_checkpoint
 from twingan.config import config_from_dict, load_config
 from twingan.domains import DOMAIN_A, DOMAIN_B, DOMAINS
-from twingan.evaluation import load_set
-from twingan.translator import Translator
+from twingan.evaluation.scores import load_set
+from twingan.infer.translator import Translator
+from twingan.models import losses
 
 BATCH = 8
 HELD_OUT = 200

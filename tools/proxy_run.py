@@ -5,7 +5,7 @@ Trains one variant (a preset plus `key=value` overrides) for --minutes of wall-c
 ../shared/data/selfie2anime, then scores its EMA networks on that script's 300 + 300 held-out
 pictures at the trained size: SWD of photo -> anime against held-out anime, anime -> photo
 likewise, the face rates of both directions, and reconstruction L1
-(twingan.evaluation.proxy_scores). One JSON line per run is
+(twingan.evaluation.scores.proxy_scores). One JSON line per run is
 printed and appended to WORK/proxy.jsonl, with images seen and images/s, for docs/quality.md.
 
     python tools/proxy_run.py --name base                                  # twingan_cpu_64 as it is
@@ -53,8 +53,8 @@ def train(args: argparse.Namespace, data: dict[str, Path], run: Path) -> float:
 
 
 def score(run: Path, data: dict[str, Path], device: str) -> dict:
-    from twingan.evaluation import evaluate, load_set, proxy_scores
-    from twingan.translator import Translator
+    from twingan.evaluation.scores import evaluate, load_set, proxy_scores
+    from twingan.infer.translator import Translator
 
     translator = Translator.from_checkpoint(run, device)
     size = translator.resolution

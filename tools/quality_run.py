@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from twingan.translator import Translator
+    from twingan.infer.translator import Translator
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = {"twingan": "twingan_cpu_64", "cyclegan": "cyclegan_cpu_64"}
@@ -87,7 +87,7 @@ def evaluate(work: Path, data: dict[str, Path], runs: dict[str, Path], inception
 
 def table(reports: dict[str, dict]) -> str:
     from twingan.domains import DIRECTION_NAMES
-    from twingan.evaluation import markdown
+    from twingan.evaluation.scores import markdown
 
     parts = []
     for direction, title in DIRECTION_NAMES.items():
@@ -135,7 +135,7 @@ def plot_curves(runs: dict[str, Path], out: Path) -> None:
 
 def side_by_side(runs: dict[str, Path], photos: list[Path], out: Path, direction: str = "a2b") -> None:
     """Rows: the pictures, then each run's translation of them (`direction`); shown 2x enlarged."""
-    from twingan.translator import Translator
+    from twingan.infer.translator import Translator
 
     translation_grid([Translator.from_checkpoint(run, "cpu") for run in runs.values()], photos, out, direction)
 

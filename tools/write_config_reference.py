@@ -8,7 +8,7 @@ tests/test_config_reference.py fails until docs/config.md matches the schema aga
 
 from __future__ import annotations
 
-from twingan.config_reference import REFERENCE_PATH, write_reference
+from twingan.cli.config_reference import REFERENCE_PATH, write_reference
 
 if __name__ == "__main__":
     write_reference(REFERENCE_PATH)

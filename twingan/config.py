@@ -19,7 +19,7 @@ import pydantic
 import yaml
 
 from twingan.atomic import write_text
-from twingan.errors import UserError
+from twingan.errors import ConfigError, UserError
 
 _STRICT = pydantic.ConfigDict(extra="forbid")
 FACE_TAGS = (
@@ -476,15 +476,15 @@ def load_config_with_sources(preset: str | Path | None = None,
     name = model.get("name", "twingan") if isinstance(model, dict) else "twingan"
     if name not in MODELS:
         source = next((origin[k] for k in _prefixes("model.name") if k in origin), "defaults")
-        raise UserError(f"config key 'model.name' from {source}: unknown model "
-                        f"{name!r} (choose {', '.join(MODELS)})")
+        raise ConfigError(f"config key 'model.name' from {source}: unknown model "
+                          f"{name!r} (choose {', '.join(MODELS)})")
     cls = MODELS[name]
     raw = config_to_dict(cls())
     _merge(raw, {}, user, "", prefix="")
     try:
         cfg = pydantic.TypeAdapter(cls).validate_python(raw)
     except pydantic.ValidationError as exc:
-        raise UserError(_describe(exc, origin, cls)) from None
+        raise ConfigError(_describe(exc, origin, cls)) from None
     return cfg, origin
 
 
@@ -545,7 +545,7 @@ def _parse_override(item: str) -> tuple[str, Any]:
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
-        raise UserError(f"override '{item}' must look like section.key=value")
+        raise ConfigError(f"override '{item}' must look like section.key=value")
     try:
         value = _load_yaml(text) if text.strip() else None
     except yaml.YAMLError:

@@ -7,6 +7,8 @@ data stream) and a letter (how files, indexes, configs and the command line name
 
 from __future__ import annotations
 
+from twingan.errors import UserError
+
 DOMAIN_A = 0
 """Human photos."""
 DOMAIN_B = 1
@@ -20,3 +22,10 @@ DIRECTIONS: dict[str, tuple[int, int]] = {"a2b": (DOMAIN_A, DOMAIN_B), "b2a": (D
 """Direction name -> (source domain, target domain)."""
 DIRECTION_NAMES = {"a2b": "photo -> anime", "b2a": "anime -> photo"}
 """How reports name each direction."""
+
+
+def refuse_character_for(direction: str, what: str = "a character") -> None:
+    """A character code shapes anime output only: the one refusal of it for a direction that makes
+    photos, for every caller (files, videos, the server, the Python API)."""
+    if direction in DIRECTIONS and DIRECTIONS[direction][1] != DOMAIN_B:
+        raise UserError(f"{what} shapes anime output, and direction {direction} makes photos")

@@ -21,6 +21,11 @@ class UserError(Exception):
     """A problem with the user's input, worded so that the message alone says what to fix."""
 
 
+class ConfigError(UserError):
+    """A config a run cannot take (an unknown key, a value of the wrong type or range, keys that
+    disagree), named by its key: a usage error, so the CLI exits 2 as click does for its own."""
+
+
 def describe_os_error(exc: OSError, with_path: bool = True) -> str:
     """"PATH: the disk is full" (or just the reason): the path the system named, then why, in words."""
     reason = _REASONS.get(exc.errno, exc.strerror or str(exc) or type(exc).__name__)

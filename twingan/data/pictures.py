@@ -1,4 +1,6 @@
-"""Pictures <-> tensors at inference time: one PIL picture in, one CHW tensor in [-1, 1] out, and back.
+"""Pictures <-> tensors at inference time: a PIL picture in, a CHW tensor in [-1, 1] (the
+generators' range) out; `to_unit_range` takes model output to [0, 1], which `to_picture` turns
+back into a PIL picture.
 
 These helpers deliberately avoid torchvision and kornia: importing torchvision pulls in
 torch._dynamo (1.4 s on a 2-core machine), which would double the time a one-picture
@@ -37,6 +39,11 @@ def to_tensor(image: Image.Image) -> Tensor:
     array = np.asarray(image, dtype=np.uint8)
     array = array[:, :, None] if array.ndim == 2 else array
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+
+
+def to_unit_range(x: Tensor) -> Tensor:
+    """Model range [-1, 1] -> [0, 1], clamped: what pictures, grids and image metrics take."""
+    return x.add(1).div(2).clamp(0, 1)
 
 
 def to_picture(x: Tensor) -> Image.Image:

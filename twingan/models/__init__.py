@@ -8,13 +8,17 @@ family's name: a new family is its folder plus one line in FAMILIES (and its con
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from twingan.models.cyclegan.inference import CycleGANInference
 from twingan.models.cyclegan.recipe import CycleGANRecipe
+from twingan.models.cyclegan.recipe import check_config as check_cyclegan
 from twingan.models.protocols import InferenceModel, Recipe
 from twingan.models.twingan.inference import TwinGANInference
 from twingan.models.twingan.recipe import TwinGANRecipe
+from twingan.models.twingan.recipe import check_config as check_twingan
 
 
 @dataclass(frozen=True)
@@ -23,14 +27,17 @@ class Family:
 
     recipe: type[Recipe]
     inference: type[InferenceModel]
+    check_config: Callable[[Any], object]
+    """Raises ConfigError for keys that disagree, naming the key: `twingan config` and `twingan
+    train` call it when they load a config, so the first refusal comes before any work."""
     grows: bool
     """Trains through progressively growing phases from train.start_resolution (so a benchmark
     that wants the final size must start there)."""
 
 
 FAMILIES: dict[str, Family] = {
-    "twingan": Family(TwinGANRecipe, TwinGANInference, grows=True),
-    "cyclegan": Family(CycleGANRecipe, CycleGANInference, grows=False),
+    "twingan": Family(TwinGANRecipe, TwinGANInference, check_twingan, grows=True),
+    "cyclegan": Family(CycleGANRecipe, CycleGANInference, check_cyclegan, grows=False),
 }
 """model.name -> its family."""
 

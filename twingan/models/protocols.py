@@ -9,11 +9,12 @@ needs its folder and one line in the registry (twingan/models/__init__.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from torch import Tensor, nn
 
-from twingan.schedule import Phase
+from twingan.models.schedule import Phase
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,14 @@ class InferenceModel(Protocol):
     def encode(self, x: Tensor, domain: int, size: int) -> Tensor:
         """The (N, D) shared-latent vectors of NCHW pictures in [-1, 1] at `size`."""
 
-    def learned_code(self, x: Tensor) -> Tensor:
-        """The learned character encoder's (N, code) codes of anime pictures in [-1, 1]
-        (character == "learned")."""
+    def character_code(self, prepared: Tensor, whole: Tensor, illust2vec_weights: str | Path | None) -> Tensor:
+        """The (1, code) character code of an anime picture, given as the model takes it
+        (`prepared`) and at its own size (`whole`), both (1, C, H, W) in [-1, 1]
+        (character != "none")."""
+
+    def tags_code(self, tags: list[str]) -> Tensor:
+        """A (1, code) code with the named attributes on and the rest off; UserError for names the
+        model does not know or a source without named attributes (character != "none")."""
+
+    def mean_code(self) -> Tensor:
+        """The (1, code) mean code of the training pictures (character != "none")."""

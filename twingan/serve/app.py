@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from illust2vec.errors import Illust2VecError
 from twingan import __version__
 from twingan.errors import UserError
-from twingan.face_paste import FACE_MODE_SIDE
+from twingan.infer.face_paste import FACE_MODE_SIDE
 from twingan.serve.batcher import Batcher
 from twingan.serve.service import FACE_MODE_LONG_SIDE, MAX_ID, FaceMode, NotInIndex, Plan, Service
 from twingan.serve.uploads import Limits, PixelBudget, UploadGuard, check_declared_type, decode_picture, safe_stem

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
+from twingan.cli.options import CHECKPOINT, bundled_note, sigterm_as_ctrl_c
 from twingan.errors import UserError
-from twingan.options import CHECKPOINT, bundled_note, sigterm_as_ctrl_c
 
 LOOPBACK_NAMES = {"localhost"}
 M_MMAP_THRESHOLD = -3

@@ -20,12 +20,11 @@ import torch
 from PIL import Image
 
 from twingan.data.images import BadImage, load_image
-from twingan.data.pictures import to_picture
-from twingan.embedding import Embedder, index_translator
 from twingan.errors import UserError
-from twingan.face_paste import FaceBoxes, face_crops, is_scene, paste_faces
-from twingan.index import Index
-from twingan.translator import Translator
+from twingan.infer.face_paste import FaceBoxes, face_crops, is_scene, paste_faces
+from twingan.infer.translator import Translator
+from twingan.search.embedding import Embedder, index_translator
+from twingan.search.index import Index
 
 FaceMode = Literal["auto", "on", "off"]
 FACE_MODE_LONG_SIDE = 1024
@@ -94,27 +93,25 @@ class Service:
             picture = _shrink(picture, FACE_MODE_LONG_SIDE)
             boxes, crops = face_crops(picture, direction, size)
             if boxes:
-                return Plan(torch.stack([self.translator.prepare(c, size) for c in crops]), picture, boxes)
+                return Plan(self.translator.prepare_batch(crops, size), picture, boxes)
             if face == "on":
                 raise UserError("no face found in the photo; send a closer portrait or turn face mode off")
-        return Plan(self.translator.prepare(picture, size)[None])
+        return Plan(self.translator.prepare_batch([picture], size))
 
     def set_character(self, plan: Plan, reference: Image.Image | None, tags: list[str] | None,
                       direction: str) -> None:
         """Attach a reference picture (its code is taken in the model thread) or a tag code to the plan."""
         if reference is None and not tags:
             return
-        if direction != "a2b":
-            raise UserError("a reference character shapes anime output, and direction b2a makes photos")
+        self.translator.check_character("a reference character" if reference is not None else "tags", direction)
         if tags:
             plan.character = self.translator.tags_code(tags)
         else:
-            self.translator.check_character("a reference character")
             plan.reference = reference
 
     def compose(self, plan: Plan, output: torch.Tensor) -> bytes:
         """Model output tiles -> the response PNG: the picture with its faces replaced, or the one tile."""
-        pictures = [to_picture(tile.add(1).div(2).clamp(0, 1)) for tile in output]
+        pictures = self.translator.pictures_of(output)
         result = paste_faces(plan.picture, plan.boxes, pictures) if plan.boxes else pictures[0]
         buffer = io.BytesIO()
         result.save(buffer, format="PNG")
@@ -135,7 +132,7 @@ class Service:
         """One character code per tile (each plan's own, else the training mean), or None without conditioning."""
         if direction != "a2b" or self.translator.character == "none":
             return None
-        mean = self.translator.net.character_mean[None]
+        mean = self.translator.mean_code()
         rows = []
         for plan in plans:
             code = plan.character if plan.character is not None else (

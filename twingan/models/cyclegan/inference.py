@@ -6,6 +6,8 @@ and which sizes its fully convolutional generators take.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from torch import Tensor, nn
 
 from twingan.checkpoint import build_and_load
@@ -54,5 +56,11 @@ class CycleGANInference:
     def encode(self, x: Tensor, domain: int, size: int) -> Tensor:
         raise ValueError(self.no_shared_latent)
 
-    def learned_code(self, x: Tensor) -> Tensor:
-        raise ValueError("CycleGAN learns no character codes")
+    def character_code(self, prepared: Tensor, whole: Tensor, illust2vec_weights: str | Path | None) -> Tensor:
+        raise ValueError("CycleGAN has no character codes")
+
+    def tags_code(self, tags: list[str]) -> Tensor:
+        raise ValueError("CycleGAN has no character codes")
+
+    def mean_code(self) -> Tensor:
+        raise ValueError("CycleGAN has no character codes")

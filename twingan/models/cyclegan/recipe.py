@@ -18,19 +18,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from twingan import distributed, losses
+from twingan import distributed
 from twingan.config import CycleGANConfig
 from twingan.domains import DOMAIN_A as A
 from twingan.domains import DOMAIN_B as B
-from twingan.errors import UserError
+from twingan.errors import ConfigError, UserError
+from twingan.models import losses
 from twingan.models.cyclegan.image_pool import ImagePool
 from twingan.models.cyclegan.networks import build_discriminator, build_generator
 from twingan.models.protocols import TrainingData
-from twingan.schedule import Phase
-from twingan.stepping import StepContext, adam, keep_fused
+from twingan.models.schedule import Phase
+from twingan.models.stepping import StepContext, adam, keep_fused
 
 GAN_KINDS = {"lsgan": "lsgan", "vanilla": "nonsaturating", "wgangp": "wgan"}
-"""loss.gan, named as the reference names it -> the same objective in twingan.losses (the
+"""loss.gan, named as the reference names it -> the same objective in twingan.models.losses (the
 reference's vanilla GANLoss is binary cross-entropy on logits: the non-saturating loss)."""
 
 
@@ -44,6 +45,22 @@ def lr_factor(images_seen: int, epoch_images: int, epochs: int, decay_epochs: in
     return 1.0 - max(0, epoch + 1 - epochs) / (decay_epochs + 1)
 
 
+def check_config(cfg: CycleGANConfig) -> None:
+    """The rules between keys a CycleGAN config must meet, checked where it is loaded and again by
+    the recipe. Raises ConfigError naming the key."""
+    m, t = cfg.model, cfg.train
+    if m.generator == "resnet" and m.resolution % 4:
+        raise ConfigError(f"model.resolution {m.resolution} must be a multiple of 4 for the ResNet generator")
+    if t.epochs + t.decay_epochs == 0:
+        raise ConfigError("train.epochs and train.decay_epochs are both 0: nothing to train")
+    try:
+        with torch.device("meta"):
+            build_generator(m, 3)
+            build_discriminator(m, 3)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 class CycleGANRecipe:
     """Everything model-specific the generic training loop asks of CycleGAN (protocols.Recipe).
 
@@ -54,10 +71,7 @@ class CycleGANRecipe:
     def __init__(self, cfg: CycleGANConfig, ctx: StepContext, data: TrainingData) -> None:
         self.cfg, self.ctx = cfg, ctx
         m, t = cfg.model, cfg.train
-        if m.generator == "resnet" and m.resolution % 4:
-            raise UserError(f"model.resolution {m.resolution} must be a multiple of 4 for the ResNet generator")
-        if t.epochs + t.decay_epochs == 0:
-            raise UserError("train.epochs and train.decay_epochs are both 0: nothing to train")
+        check_config(cfg)
         self.epoch_images = t.epoch_images or max(data.domain_sizes)
         self.phases = [Phase.fixed(m.resolution, (t.epochs + t.decay_epochs) * self.epoch_images)]
         self.gan = GAN_KINDS[cfg.loss.gan]

@@ -6,14 +6,18 @@ which sizes its growing networks take, and how a character code reaches the anim
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import Tensor
 
 from twingan.checkpoint import build_and_load
 from twingan.config import RunConfig
 from twingan.domains import DOMAIN_B
+from twingan.errors import UserError
+from twingan.models.schedule import build_phases, phase_at
+from twingan.models.twingan.character import TagCode, load_tag_code
 from twingan.models.twingan.networks import TwinGAN
-from twingan.schedule import build_phases, phase_at
 
 STATE_KEY = "ema"
 """The checkpoint entry holding the networks translation uses (the recipe's EMA copy)."""
@@ -40,6 +44,7 @@ class TwinGANInference:
         self.cfg = cfg
         self.net = build_and_load(lambda: TwinGAN(cfg.model, image_channels), state[STATE_KEY])
         self.character = cfg.model.character
+        self._tag_code: TagCode | None = None
         self.resolution = reached_resolution(cfg, int(state.get("images_seen", 0)))
 
     def size_refusal(self, size: int, largest: int) -> str | None:
@@ -73,5 +78,27 @@ class TwinGANInference:
         latent, _ = self.net.encoder(x, domain, size)
         return latent.flatten(1)
 
-    def learned_code(self, x: Tensor) -> Tensor:
-        return self.net.character(x)
+    def character_code(self, prepared: Tensor, whole: Tensor, illust2vec_weights: str | Path | None) -> Tensor:
+        """The learned encoder's code of the picture as the model takes it, or illust2vec's tag
+        probabilities of the whole picture (it takes any size), loaded on first use."""
+        if self.character == "learned":
+            return self.net.character(prepared)
+        if self._tag_code is None:
+            self._tag_code = load_tag_code(illust2vec_weights, self.cfg.model.character_tags, whole.device)
+        return self._tag_code(whole)
+
+    def tags_code(self, tags: list[str]) -> Tensor:
+        if self.character != "illust2vec":
+            raise UserError("--tags sets illust2vec attributes; this model learned its own character codes "
+                            "(model.character=learned): give a reference picture instead")
+        known = self.cfg.model.character_tags
+        unknown = [t for t in tags if t not in known]
+        if unknown:
+            raise UserError(f"tag(s) {', '.join(map(repr, unknown))} are not among this model's character tags: "
+                            f"{', '.join(known)}")
+        code = torch.zeros(1, len(known))
+        code[0, [known.index(t) for t in tags]] = 1.0
+        return code
+
+    def mean_code(self) -> Tensor:
+        return self.net.character_mean[None]

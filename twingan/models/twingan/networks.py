@@ -32,7 +32,7 @@ def _is_pow2(n: int) -> bool:
     return isinstance(n, int) and n > 0 and n & (n - 1) == 0
 
 
-def _check_config(cfg: ModelConfig) -> None:
+def check_model_config(cfg: ModelConfig) -> None:
     """Fail at construction rather than deep inside a forward with an opaque shape error."""
     if not _is_pow2(cfg.resolution) or cfg.resolution < 8:
         raise ValueError(f"model.resolution must be a power of two >= 8, got {cfg.resolution}")
@@ -249,7 +249,7 @@ class Encoder(nn.Module):
 
     def __init__(self, cfg: ModelConfig, image_channels: int = 3) -> None:
         super().__init__()
-        _check_config(cfg)
+        check_model_config(cfg)
         self.max_resolution = cfg.resolution
         self.from_rgb = nn.ModuleDict(
             {str(hw): ConvUnit(cfg, image_channels, num_channels(cfg, hw), kernel=1)
@@ -386,7 +386,7 @@ class Generator(nn.Module):
 
     def __init__(self, cfg: ModelConfig, image_channels: int = 3) -> None:
         super().__init__()
-        _check_config(cfg)
+        check_model_config(cfg)
         self.max_resolution = cfg.resolution
         self.unet_max_resolution = cfg.unet_max_resolution
         c4 = num_channels(cfg, 4)
@@ -452,7 +452,7 @@ class Discriminator(nn.Module):
 
     def __init__(self, cfg: ModelConfig, image_channels: int = 3) -> None:
         super().__init__()
-        _check_config(cfg)
+        check_model_config(cfg)
         self.max_resolution = cfg.resolution
         self.group_size = cfg.mbstd_group_size
         self.patch_scale = cfg.patch_scale if cfg.discriminator == "patch" else None

@@ -19,18 +19,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.profiler import record_function
 
-from twingan import distributed, losses
+from twingan import distributed
 from twingan.config import Config, LossConfig
 from twingan.domains import DOMAIN_A, DOMAIN_B, DOMAINS
-from twingan.errors import UserError
+from twingan.errors import ConfigError, UserError
+from twingan.models import losses
 from twingan.models.protocols import TrainingData
+from twingan.models.schedule import Phase, build_phases, lr_factor
+from twingan.models.stepping import StepContext, adam, keep_fused
 from twingan.models.twingan.character import code_consistency, contrastive_loss, load_tag_code
 from twingan.models.twingan.link_critic import LinkCritic, critic_loss, encoder_loss
-from twingan.models.twingan.networks import Discriminator, DomainNorm2d, SkipGate, TwinGAN, encoder_channels
+from twingan.models.twingan.networks import (Discriminator, DomainNorm2d, SkipGate, TwinGAN, check_model_config,
+                                             encoder_channels)
 from twingan.models.twingan.patch_nce import PatchNCE, feature_levels
-from twingan.schedule import Phase, build_phases, lr_factor
-from twingan.stepping import StepContext, adam, keep_fused
-
 
 TRANSLATION_GAN = ("translation_gan_a", "translation_gan_b")
 """The generator's GAN term on translations into each domain, logged and weighted apart."""
@@ -61,6 +62,25 @@ def domain_switch_parameters(net: nn.Module) -> list[nn.Parameter]:
     return [p for m in net.modules() if isinstance(m, (DomainNorm2d, SkipGate)) for p in m.parameters()]
 
 
+def check_config(cfg: Config) -> list[Phase]:
+    """The rules between keys a Twin-GAN config must meet, checked where it is loaded (`twingan
+    config`, `twingan train`) and again by the recipe; returns the schedule's phases. Raises
+    ConfigError naming the key."""
+    try:
+        check_model_config(cfg.model)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        phases = build_phases(cfg.train.start_resolution, cfg.model.resolution, cfg.train.phase_images,
+                              cfg.train.final_phase_images)
+    except ValueError as exc:
+        raise ConfigError(f"schedule: {exc} (model.resolution, train.start_resolution)") from None
+    missing = sorted({p.resolution for p in phases} - set(cfg.train.batch_size))
+    if missing:
+        raise ConfigError(f"train.batch_size has no entry for resolution(s) {missing}")
+    return phases
+
+
 class TwinGANRecipe:
     """Everything model-specific the generic training loop asks of Twin-GAN (protocols.Recipe).
 
@@ -70,19 +90,9 @@ class TwinGANRecipe:
     def __init__(self, cfg: Config, ctx: StepContext, data: TrainingData) -> None:
         self.cfg, self.ctx = cfg, ctx
         self.image_channels = data.image_channels
-        try:
-            self.phases = build_phases(cfg.train.start_resolution, cfg.model.resolution, cfg.train.phase_images,
-                                       cfg.train.final_phase_images)
-        except ValueError as exc:
-            raise UserError(f"schedule: {exc} (model.resolution, train.start_resolution)") from None
-        missing = sorted({p.resolution for p in self.phases} - set(cfg.train.batch_size))
-        if missing:
-            raise UserError(f"train.batch_size has no entry for resolution(s) {missing}")
-        try:
-            self.net = TwinGAN(cfg.model, data.image_channels).to(ctx.device, memory_format=ctx.memory_format)
-            self.discs = nn.ModuleList(Discriminator(cfg.model, data.image_channels) for _ in DOMAINS)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+        self.phases = check_config(cfg)
+        self.net = TwinGAN(cfg.model, data.image_channels).to(ctx.device, memory_format=ctx.memory_format)
+        self.discs = nn.ModuleList(Discriminator(cfg.model, data.image_channels) for _ in DOMAINS)
         self.discs.to(ctx.device, memory_format=ctx.critic_memory_format)
         distributed.broadcast_parameters(self.net, ctx.dist)
         distributed.broadcast_parameters(self.discs, ctx.dist)

@@ -16,7 +16,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import save_image
 
 from twingan.atomic import atomic_path, write_text
-from twingan.schedule import Phase
+from twingan.models.schedule import Phase
 
 LOG_FILES = ("metrics.jsonl", "eval.jsonl")
 """JSON-lines logs with one row per event, each keyed by images_seen."""

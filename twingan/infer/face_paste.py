@@ -1,6 +1,7 @@
 """Face mode: cut every face out of a picture at the model's size, and paste the translated faces
-back without a seam. Used by `twingan translate --face` (one picture at a time) and by the server
-(all faces of a batch through the networks in one call, so cropping and pasting are apart).
+back without a seam. Used by `twingan translate --face` (a picture's faces through the networks in
+one batch), by videos and by the server (all faces of a batch of requests in one call, so cropping
+and pasting are apart).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch
 from PIL import Image
 
 if TYPE_CHECKING:
-    from twingan.translator import Translator
+    from twingan.infer.translator import Translator
 
 FaceBoxes = list[tuple[int, int, int, int]]
 FACE_MODE_SIDE = 512
@@ -65,7 +66,7 @@ def face_crops(picture: Image.Image, direction: str, size: int) -> tuple[FaceBox
 
     The boxes are those squares in the picture's pixels, for `paste_faces`; none when no face is found.
     """
-    from twingan.faces import detect_faces, square_crop_box  # scikit-image: 0.2 s that only face mode needs
+    from twingan.infer.faces import detect_faces, square_crop_box  # scikit-image: 0.2 s that only face mode needs
 
     boxes = [square_crop_box(face, picture.size) for face in detect_faces(picture, FACE_KIND[direction])]
     return boxes, [picture.resize((size, size), Image.Resampling.LANCZOS, box=box) for box in boxes]
@@ -90,4 +91,4 @@ def translate_faces(translator: Translator, picture: Image.Image, direction: str
     boxes, crops = face_crops(picture, direction, size)
     if not boxes:
         return None
-    return paste_faces(picture, boxes, [translator.translate(crop, direction, size, character) for crop in crops])
+    return paste_faces(picture, boxes, translator.translate_pictures(crops, direction, size, character))

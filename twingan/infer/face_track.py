@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from twingan.faces import FaceKind, detect_faces, square_crop_box
+from twingan.infer.faces import FaceKind, detect_faces, square_crop_box
 
 Box = tuple[int, int, int, int]
 """(left, top, right, bottom) of a square inside the frame, as face_paste takes it."""

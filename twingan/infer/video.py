@@ -8,7 +8,7 @@ is written upright without it. The output is written to a temporary file and ren
 an error or Ctrl-C leaves nothing behind.
 
 Two modes: whole frames (letterboxed to the model's square, translated, scaled back) or faces
-(`face=True`: each face followed by twingan.face_track, translated at the model's size and
+(`face=True`: each face followed by twingan.infer.face_track, translated at the model's size and
 blended back as `translate --face` does for pictures). `stable` blends each output frame with the
 previous one where the input barely changed (see `Stabiliser`), which removes most flicker on a
 still subject.
@@ -32,14 +32,14 @@ from PIL import Image
 from tqdm import tqdm
 
 from twingan.atomic import atomic_path
-from twingan.data.pictures import to_picture
-from twingan.domains import DIRECTIONS, DOMAIN_B
+from twingan.domains import refuse_character_for
 from twingan.errors import UserError
-from twingan.face_paste import FACE_KIND, paste_faces
+from twingan.infer.face_paste import FACE_KIND, paste_faces
 
 if TYPE_CHECKING:
     import av
-    from twingan.translator import Translator
+
+    from twingan.infer.translator import Translator
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".webm", ".mkv", ".avi"})
 CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
@@ -212,7 +212,7 @@ class FrameTranslator:
     def __init__(self, translator: Translator, direction: str, size: int, face: bool, rate: float,
                  character: torch.Tensor | None, stable: bool) -> None:
         self.translator, self.direction, self.size, self.character = translator, direction, size, character
-        from twingan.face_track import FaceTracker  # scikit-image: 0.2 s that only face mode needs
+        from twingan.infer.face_track import FaceTracker  # scikit-image: 0.2 s that only face mode needs
 
         self.tracker = FaceTracker(FACE_KIND[direction], rate) if face else None
         self.stabiliser = Stabiliser() if stable else None
@@ -235,10 +235,9 @@ class FrameTranslator:
     def _translate(self, crops: list[Image.Image]) -> list[Image.Image]:
         if not crops:
             return []
-        batch = torch.stack([self.translator.prepare(c, self.size) for c in crops])
-        character = self.character if DIRECTIONS[self.direction][1] == DOMAIN_B else None
-        out = self.translator.run(batch, self.direction, character=character)
-        return [to_picture(o.add(1).div(2).clamp(0, 1)).convert("RGB") for o in out]
+        translated = self.translator.translate_pictures(crops, self.direction, self.size, self.character,
+                                                        batch_size=len(crops))
+        return [picture.convert("RGB") for picture in translated]
 
 
 def _letterbox(picture: Image.Image, size: int) -> Image.Image:
@@ -351,6 +350,8 @@ def translate_video(translator: Translator, source: Path, target: Path, directio
     suffix = target.suffix.lower()
     if suffix not in CODECS:
         raise VideoError(f"{target}: a video is written as {', '.join(sorted(CODECS))}")
+    if character is not None:
+        refuse_character_for(direction)
     size = translator.resolution if size is None else size
     translator.check_size(size)
     info = probe(source)

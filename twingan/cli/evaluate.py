@@ -1,4 +1,4 @@
-"""`twingan eval`: translate two test sets both ways and report the metrics (twingan/evaluation.py)
+"""`twingan eval`: translate two test sets both ways and report the metrics (twingan/evaluation/scores.py)
 as a table, and as JSON and Markdown files. `--identity` scores the do-nothing model: the
 untranslated pictures against the other domain's.
 """
@@ -11,11 +11,11 @@ from pathlib import Path
 import click
 
 from twingan.atomic import write_text
+from twingan.cli.options import CHECKPOINT, inception_weights, load_translator, writable
 from twingan.domains import DIRECTION_NAMES
 from twingan.errors import UserError
-from twingan.evaluation import evaluate, load_set, markdown
-from twingan.metrics import WEIGHTS_ENV, InceptionFeatures
-from twingan.options import CHECKPOINT, inception_weights, load_translator, writable
+from twingan.evaluation.metrics import WEIGHTS_ENV, InceptionFeatures
+from twingan.evaluation.scores import evaluate, load_set, markdown
 
 
 @click.command("eval")

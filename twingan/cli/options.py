@@ -16,8 +16,8 @@ import click
 from twingan.atomic import check_writable
 from twingan.bundled import BundledModel
 from twingan.data.pictures import MAX_SIZE
-from twingan.metrics import check_weights
-from twingan.translator import Translator
+from twingan.evaluation.metrics import check_weights
+from twingan.infer.translator import Translator
 
 SIZE = click.IntRange(4, MAX_SIZE)
 """--size of translate and export; the model then says which sizes in this range it can take."""

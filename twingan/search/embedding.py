@@ -20,8 +20,8 @@ from twingan.checkpoint import find_checkpoint
 from twingan.data.images import BadImage, has_text_name, load_image
 from twingan.domains import DOMAIN_BY_LETTER
 from twingan.errors import UserError
-from twingan.index import Hit, Index
-from twingan.translator import Translator
+from twingan.infer.translator import Translator
+from twingan.search.index import Hit, Index
 from twingan.weights import file_sha256
 
 

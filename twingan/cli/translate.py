@@ -21,14 +21,14 @@ from tqdm import tqdm
 
 from twingan import atomic
 from twingan.atomic import atomic_path
+from twingan.cli.options import CHECKPOINT, SIZE, load_translator, sigterm_as_ctrl_c
 from twingan.data.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, BadImage, find_images, load_image, open_image
-from twingan.data.pictures import to_picture
-from twingan.domains import DIRECTIONS
+from twingan.data.pictures import to_picture, to_unit_range
+from twingan.domains import DIRECTIONS, refuse_character_for
 from twingan.errors import UserError
-from twingan.face_paste import is_scene, translate_faces
-from twingan.options import CHECKPOINT, SIZE, load_translator, sigterm_as_ctrl_c
-from twingan.translator import Translator
-from twingan.video import VIDEO_EXTENSIONS, Interrupted, VideoError, find_videos, is_video, translate_video
+from twingan.infer.face_paste import is_scene, translate_faces
+from twingan.infer.translator import Translator
+from twingan.infer.video import VIDEO_EXTENSIONS, Interrupted, VideoError, find_videos, is_video, translate_video
 
 SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}
 
@@ -128,7 +128,7 @@ def check_writable(jobs: list[Job]) -> None:
 
 def side_by_side(tiles: list[torch.Tensor]) -> torch.Tensor:
     """CHW tensors in [-1, 1] -> one CHW tensor in [0, 1], left to right."""
-    return torch.cat(tiles, dim=-1).add(1).div(2).clamp(0, 1)
+    return to_unit_range(torch.cat(tiles, dim=-1))
 
 
 def translate_files(translator: Translator, jobs: list[Job], direction: str = "a2b", size: int | None = None,
@@ -184,7 +184,8 @@ def split_by_face_mode(jobs: list[Job], face: bool | None) -> tuple[list[Job], l
 def translate_face_files(translator: Translator, jobs: list[Job], direction: str = "a2b", size: int | None = None,
                          grid: bool = False, progress: bool = True, character: torch.Tensor | None = None,
                          whole_if_no_face: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> TranslateReport:
-    """Face mode: one picture at a time (faces differ in number and size), full pictures out. A
+    """Face mode: one picture at a time (pictures differ in their number of faces and size; each
+    picture's faces go through the networks in one batch), full pictures out. A
     picture without a face is a failure, or with `whole_if_no_face` (face mode "auto") left in
     `no_face` for the whole-picture way."""
     size = translator.resolution if size is None else size
@@ -269,8 +270,8 @@ def translate_command(inputs: tuple[str, ...], checkpoint: Path | None, out: Pat
         raise UserError("--cycle shows model-sized pictures and --face whole ones: use one of them")
     if references and tags:
         raise UserError("--target-character and --tags both set the character: use one of them")
-    if (references or tags) and direction == "b2a" and not cycle:
-        raise UserError("a character shapes anime output, and --direction b2a makes photos")
+    if (references or tags) and not cycle:
+        refuse_character_for(direction)
     inputs_found = gather_inputs(list(inputs))
     if (grid or cycle) and any(is_video(source) for source, _ in inputs_found):
         raise UserError("--grid and --cycle are for pictures; translate videos without them")

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from twingan.data.pictures import to_unit_range
 from twingan.errors import UserError
 from twingan.weights import code_loading_refused, load_weights
 
@@ -198,7 +199,7 @@ def colour_distance(real: Tensor, fake: Tensor) -> float:
     for channel in range(3):
         curves = []
         for pictures in (real, fake):
-            values = rgb_to_lab(pictures.float().add(1).div(2).clamp(0, 1))[:, channel].flatten().double().sort().values
+            values = rgb_to_lab(to_unit_range(pictures.float()))[:, channel].flatten().double().sort().values
             curves.append(values[(levels * (len(values) - 1)).round().long()])
         gaps.append(float((curves[0] - curves[1]).abs().mean()))
     return sum(gaps) / len(gaps)

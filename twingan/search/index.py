@@ -129,7 +129,7 @@ def writing(path: str | Path, create: bool = False) -> Iterator[None]:
 
 class Index:
     """An opened index folder: a store of vectors already encoded. Encoding needs a network, which
-    is the business of the commands that fill and query it (twingan/neighbors.py) and of the server."""
+    is the business of the commands that fill and query it (twingan/cli/neighbors.py) and of the server."""
 
     def __init__(self, path: Path, settings: IndexSettings, factories: dict[str, str],
                  indexes: dict[str, faiss.Index], arrays: dict[str, np.ndarray], db: sqlite3.Connection) -> None:

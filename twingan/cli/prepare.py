@@ -22,10 +22,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from twingan.atomic import atomic_path, write_text
+from twingan.cli.options import MAX_SIZE, writable
 from twingan.data.images import IMAGE_EXTENSIONS, BadImage, find_images, load_image
 from twingan.errors import UserError
-from twingan.faces import FACE_KINDS, FaceKind, crop_face, detect_faces
-from twingan.options import MAX_SIZE, writable
+from twingan.infer.faces import FACE_KINDS, FaceKind, crop_face, detect_faces
 
 REPORT_NAME = "prepare_report.json"
 ImageFormat = Literal["png", "jpg"]

@@ -2,7 +2,7 @@
 
 Per direction (a2b: photos -> anime, b2a: back), the translated set is compared with the real
 pictures of the target domain (KID, FID, SWD; IS of the translated set alone), the translations are
-searched for faces with the target domain's face detector (face rate, twingan/face_rate.py), and each picture
+searched for faces with the target domain's face detector (face rate, twingan/evaluation/face_rate.py), and each picture
 with itself after a round trip (cycle PSNR/SSIM) and after same-domain reconstruction (Twin-GAN:
 encode and decode in one domain; CycleGAN: the identity mapping). Without a translator, the
 do-nothing model is scored: the untranslated pictures against the other domain's. `twingan eval`,
@@ -19,14 +19,14 @@ from torch import Tensor
 from tqdm import tqdm
 
 from twingan.data.images import BadImage, find_images, load_image
-from twingan.data.pictures import resize_for_model, to_tensor
+from twingan.data.pictures import resize_for_model, to_tensor, to_unit_range
 from twingan.domains import DIRECTIONS, DOMAIN_LETTERS
 from twingan.errors import UserError
-from twingan.face_rate import face_rate
-from twingan.faces import FACE_KINDS
-from twingan.metrics import (InceptionFeatures, colour_distance, detail_ratio, fid, inception_score, kid,
-                             psnr_ssim, swd)
-from twingan.translator import Translator
+from twingan.evaluation.face_rate import face_rate
+from twingan.evaluation.metrics import (InceptionFeatures, colour_distance, detail_ratio, fid, inception_score, kid,
+                                        psnr_ssim, swd)
+from twingan.infer.faces import FACE_KINDS
+from twingan.infer.translator import Translator
 
 
 def load_set(folder: Path, size: int, resize: str, skipped: list[str]) -> Tensor:
@@ -82,14 +82,14 @@ def evaluate(sets: dict[str, Tensor], translator: Translator | None, inception: 
         stage(direction, "face rate")
         if inception is not None:
             if dst not in features:
-                features[dst] = inception(real.add(1).div(2))[0]
-            pool, logits = inception(fake.add(1).div(2))
+                features[dst] = inception(to_unit_range(real))[0]
+            pool, logits = inception(to_unit_range(fake))
             values["kid_mean"], values["kid_std"] = kid(features[dst], pool)
             values["fid"] = fid(features[dst], pool)
             values["is_mean"], values["is_std"] = inception_score(logits)
             stage(direction, "Inception")
         for name, pictures in (("cycle", back), ("recon", same)):
-            psnr, ssim = psnr_ssim(pictures.add(1).div(2), x.add(1).div(2)) if pictures is not None else (None, None)
+            psnr, ssim = psnr_ssim(to_unit_range(pictures), to_unit_range(x)) if pictures is not None else (None, None)
             values[f"{name}_psnr"], values[f"{name}_ssim"] = psnr, ssim
         values["recon_l1"] = None if same is None else float((same - x).abs().mean())
         stage(direction, "PSNR/SSIM")

@@ -1,7 +1,7 @@
 """`twingan index build|add` and `twingan neighbors`: the closest faces of both domains to a picture.
 
 The pictures (and queries) are encoded here, by the index's own checkpoint; the index only stores
-and searches vectors (twingan/index.py). The contact sheet shows the query, then one row per
+and searches vectors (twingan/search/index.py). The contact sheet shows the query, then one row per
 searched domain with the top k and their distances; the table and --json say the same in text.
 """
 
@@ -15,12 +15,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from twingan.atomic import atomic_path
+from twingan.cli.options import CHECKPOINT, load_translator, writable
 from twingan.data.images import BadImage, describe_skipped, find_images, load_image
 from twingan.domains import DOMAIN_LETTERS
-from twingan.embedding import Embedder, index_translator
 from twingan.errors import UserError
-from twingan.index import Hit, Index, IndexSettings, describe, writing
-from twingan.options import CHECKPOINT, load_translator, writable
+from twingan.search.embedding import Embedder, index_translator
+from twingan.search.index import Hit, Index, IndexSettings, describe, writing
 
 THUMB = 96
 DOMAIN_LABELS = {"a": "photos", "b": "anime"}

@@ -16,10 +16,11 @@ import torch
 from torch import Tensor, nn
 
 from twingan.atomic import atomic_path
-from twingan.errors import UserError
+from twingan.cli.options import CHECKPOINT, SIZE, load_translator, writable
+from twingan.data.pictures import to_unit_range
 from twingan.domains import DIRECTIONS
-from twingan.options import CHECKPOINT, SIZE, load_translator, writable
-from twingan.translator import Translator
+from twingan.errors import UserError
+from twingan.infer.translator import Translator
 
 TOLERANCE = 1e-4
 """Largest absolute difference (on [0, 1] pictures) accepted between ONNX Runtime and PyTorch."""
@@ -35,7 +36,7 @@ class OneWay(nn.Module):
         self.src, self.dst = DIRECTIONS[direction]
 
     def forward(self, image: Tensor) -> Tensor:
-        return self.translator.one_way(image * 2 - 1, self.src, self.dst).add(1).div(2).clamp(0, 1)
+        return to_unit_range(self.translator.one_way(image * 2 - 1, self.src, self.dst))
 
 
 def export_onnx(translator: Translator, target: Path, direction: str = "a2b", size: int | None = None,

@@ -17,7 +17,7 @@ from __future__ import annotations
 from PIL import Image
 from torch import Tensor
 
-from twingan.faces import FaceKind, detect_faces
+from twingan.infer.faces import FaceKind, detect_faces
 
 
 def to_pil(picture: Tensor) -> Image.Image:

@@ -2,19 +2,24 @@
 
 User mistakes (`UserError`, and illust2vec's own `Illust2VecError`) and the machine's refusals
 (`OSError`: a full disk, a read-only folder) become one line on stderr and exit status 1; click's
-own usage errors keep exit status 2.
+own usage errors and a config no run can take (`ConfigError`, naming the key) exit 2.
 Anything else is a bug and keeps its traceback. No torch.load of the process may unpickle code
 (see twingan.weights), whichever library makes the call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 import yaml
@@ -24,20 +29,23 @@ from illust2vec.errors import Illust2VecError
 from twingan import __version__
 from twingan.checkpoint import latest_checkpoint
 from twingan.config import MODELS, config_to_dict, load_config, load_config_with_sources, resolve_preset
-from twingan.errors import UserError, describe_os_error
+from twingan.errors import ConfigError, UserError, describe_os_error
 from twingan.weights import refuse_code_loading
+
+if TYPE_CHECKING:
+    from twingan.train.trainer import StopRequest
 
 
 class _Group(click.Group):
     """Turns UserError and Illust2VecError into one line, and imports a command's module only when it
     is used, so that `twingan translate` does not pay for scikit-image or ONNX start-up it does not need."""
 
-    lazy = {"prepare": "twingan.prepare:prepare_command",
-            "translate": "twingan.translate_files:translate_command",
-            "export": "twingan.export:export_command",
-            "index": "twingan.neighbors:index_command",
-            "neighbors": "twingan.neighbors:neighbors_command",
-            "eval": "twingan.evaluate:eval_command",
+    lazy = {"prepare": "twingan.cli.prepare:prepare_command",
+            "translate": "twingan.cli.translate:translate_command",
+            "export": "twingan.cli.export:export_command",
+            "index": "twingan.cli.neighbors:index_command",
+            "neighbors": "twingan.cli.neighbors:neighbors_command",
+            "eval": "twingan.cli.evaluate:eval_command",
             "serve": "twingan.serve.command:serve_command"}
     resolved: str | None = None
 
@@ -60,6 +68,10 @@ class _Group(click.Group):
         try:
             with logging_redirect_tqdm():
                 return super().invoke(ctx)
+        except ConfigError as exc:
+            usage = click.ClickException(str(exc))
+            usage.exit_code = 2
+            raise usage from None
         except (UserError, Illust2VecError) as exc:
             raise click.ClickException(str(exc)) from None
         except OSError as exc:
@@ -107,13 +119,35 @@ def config_command(preset: str | None, overrides: tuple[str, ...], model: str | 
     if preset and "=" in preset:
         preset, overrides = None, (preset, *overrides)
     preset = None if preset in (None, "-") else preset
+    from twingan.models import family
+
     cfg, sources = load_config_with_sources(preset, [*_model_override(model), *overrides])
+    family(cfg.model.name).check_config(cfg)
     if explain:
-        from twingan.config_reference import explain_markdown
+        from twingan.cli.config_reference import explain_markdown
 
         click.echo(explain_markdown(cfg, sources, title=preset or "defaults"), nl=False)
     else:
         click.echo(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), nl=False)
+
+
+@contextlib.contextmanager
+def signals_stop(stop: StopRequest) -> Iterator[None]:
+    """While a run trains, a first SIGINT (Ctrl-C) or SIGTERM asks it to finish its step and save a
+    checkpoint; a second aborts at once."""
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if stop.reason is not None:
+            raise KeyboardInterrupt
+        stop.set(signal.Signals(signum).name)
+        logging.getLogger("twingan.train").warning(
+            "%s received: finishing this step and saving a checkpoint (again to abort)", stop.reason)
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @main.command("train")
@@ -146,7 +180,8 @@ def train_command(preset: str | None, overrides: tuple[str, ...], domain_a: Path
       torchrun --nproc_per_node 4 -m twingan train twingan_selfie2anime_256 --a photos/ --b anime/
     """
     from twingan import distributed
-    from twingan.training import Trainer
+    from twingan.models import family
+    from twingan.train.trainer import StopRequest, Trainer
 
     if preset and "=" in preset:
         preset, overrides = None, (preset, *overrides)
@@ -168,13 +203,16 @@ def train_command(preset: str | None, overrides: tuple[str, ...], domain_a: Path
         if latest_checkpoint(run_dir / "checkpoints") is not None:
             raise UserError(f"run folder {run_dir} already holds checkpoints: continue it with --resume {run_dir} "
                             f"or choose another --run-dir")
+    family(cfg.model.name).check_config(cfg)
     trainer = Trainer(cfg, run_dir, progress=not no_progress)
+    stop = StopRequest()
     try:
         if resume is not None:
             trainer.resume()
         elif init_from is not None:
             trainer.init_from(init_from)
-        result = trainer.run()
+        with signals_stop(stop):
+            result = trainer.run(stop)
     finally:
         distributed.shutdown()
     if trainer.dist.is_main:

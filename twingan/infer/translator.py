@@ -1,6 +1,6 @@
 """Inference: a trained checkpoint as a picture-in, picture-out translator (the Python API).
 
-    from twingan.translator import Translator
+    from twingan.infer.translator import Translator
     translator = Translator.pretrained()                          # the model shipped in the package
     translator = Translator.from_checkpoint("runs/cpu64")         # or a run folder or a ckpt-*.pt
     anime = translator.translate(Image.open("me.jpg"))            # PIL in, PIL out
@@ -8,7 +8,7 @@
 
 `translate` takes the whole picture to the model's size; finding the faces of a large photo and
 pasting their translations back, as `twingan translate` does for a scene, is
-`twingan.face_paste.translate_faces`.
+`twingan.infer.face_paste.translate_faces`.
 
 The checkpoint's family (twingan.models) builds its inference networks and says which sizes they
 take; this class adds what every family shares: checkpoint lookup, devices, pictures in and out,
@@ -30,21 +30,21 @@ from typing import TYPE_CHECKING, Literal, overload
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 
 from twingan.bundled import PREFIX, BundledModel, load_bundled
 from twingan.checkpoint import find_checkpoint, load_checkpoint
 from twingan.config import RunConfig, config_from_dict
 from twingan.data.images import to_rgb
-from twingan.data.pictures import MAX_SIZE, resize_for_model, to_picture, to_tensor
+from twingan.data.pictures import MAX_SIZE, resize_for_model, to_picture, to_tensor, to_unit_range
 from twingan.distributed import pick_device
-from twingan.domains import DIRECTIONS, DOMAIN_B
+from twingan.domains import DIRECTIONS, refuse_character_for
 from twingan.errors import UserError
 from twingan.models import family
 from twingan.weights import file_sha256
 
 if TYPE_CHECKING:
-    from twingan.video import VideoReport
+    from twingan.infer.video import VideoReport
 
 log = logging.getLogger(__name__)
 Direction = Literal["a2b", "b2a"]
@@ -60,7 +60,6 @@ class Translator:
         self.model = cfg.model.name
         self.illust2vec_weights = illust2vec_weights or getattr(cfg.model, "illust2vec_weights", None)
         self.images_seen = int(state.get("images_seen", 0))
-        self._tag_code: nn.Module | None = None
         try:
             self.inference = family(self.model).inference(cfg, state, self.channels)
         except (KeyError, RuntimeError, ValueError) as exc:
@@ -134,38 +133,33 @@ class Translator:
             raise UserError(f"size {size} does not suit this {self.model} model: use {allowed}")
 
     # ----------------------------------------------------------------- character codes
-    def check_character(self, what: str) -> None:
-        """Refuse `what` (a reference, tags) on a model that learned no character codes, naming the checkpoint."""
+    def check_character(self, what: str, direction: Direction | None = None) -> None:
+        """Refuse `what` (a reference, tags) on a model that learned no character codes, naming the
+        checkpoint, and for a `direction` that makes photos."""
         if self.character == "none":
             raise UserError(f"{what} needs a model trained with a character source (model.character learned or "
                             f"illust2vec); {self.source} has none")
+        if direction is not None:
+            refuse_character_for(direction, what)
 
     @torch.no_grad()
     def character_code(self, reference: Image.Image) -> Tensor:
         """The (1, code) character code of an anime picture, from the source the model was trained with."""
         self.check_character("a target character")
-        if self.character == "learned":
-            return self.inference.learned_code(self.prepare(reference)[None].to(self.device))
-        if self._tag_code is None:
-            from twingan.models.twingan.character import load_tag_code
-
-            self._tag_code = load_tag_code(self.illust2vec_weights, self.cfg.model.character_tags, self.device)
-        return self._tag_code(to_tensor(to_rgb(reference))[None].to(self.device))
+        prepared = self.prepare(reference)[None].to(self.device)
+        whole = to_tensor(to_rgb(reference))[None].to(self.device)
+        return self.inference.character_code(prepared, whole, self.illust2vec_weights)
 
     def tags_code(self, tags: list[str]) -> Tensor:
         """A (1, code) code with the named tags on and every other attribute off (illust2vec source)."""
         self.check_character("--tags")
-        if self.character != "illust2vec":
-            raise UserError("--tags sets illust2vec attributes; this model learned its own character codes "
-                            "(model.character=learned): give a reference picture instead")
-        known = self.cfg.model.character_tags
-        unknown = [t for t in tags if t not in known]
-        if unknown:
-            raise UserError(f"tag(s) {', '.join(map(repr, unknown))} are not among this model's character tags: "
-                            f"{', '.join(known)}")
-        code = torch.zeros(1, len(known), device=self.device)
-        code[0, [known.index(t) for t in tags]] = 1.0
-        return code
+        return self.inference.tags_code(tags).to(self.device)
+
+    def mean_code(self) -> Tensor:
+        """The (1, code) mean character code of the training pictures: anime output's look when no
+        reference is given."""
+        self.check_character("a character code")
+        return self.inference.mean_code()
 
     # ----------------------------------------------------------------- tensors in [-1, 1]
     @torch.no_grad()
@@ -179,8 +173,8 @@ class Translator:
             raise ValueError(f"direction must be a2b or b2a, not {direction!r}")
         self.check_size(x.shape[-1])
         src, dst = DIRECTIONS[direction]
-        if character is not None and dst != DOMAIN_B and not cycle:
-            raise UserError("a character shapes anime output, and this direction (b2a) makes photos")
+        if character is not None and not cycle:
+            refuse_character_for(direction)
         x = x.to(self.device, torch.float32)
         out = self.one_way(x, src, dst, character)
         if not cycle:
@@ -206,6 +200,31 @@ class Translator:
             image = image.convert("L")
         return to_tensor(resize_for_model(image, size, self.cfg.data.resize))
 
+    def prepare_batch(self, pictures: list[Image.Image], size: int | None = None) -> Tensor:
+        """Pictures -> one NCHW batch in [-1, 1] at `size`."""
+        return torch.stack([self.prepare(picture, size) for picture in pictures])
+
+    @staticmethod
+    def pictures_of(batch: Tensor) -> list[Image.Image]:
+        """Model output (NCHW in [-1, 1]) -> PIL pictures."""
+        return [to_picture(to_unit_range(x)) for x in batch.cpu()]
+
+    def translate_pictures(self, pictures: list[Image.Image], direction: Direction = "a2b", size: int | None = None,
+                           character: Image.Image | Tensor | None = None,
+                           batch_size: int = 16) -> list[Image.Image]:
+        """The one path from pictures to the model and back, `batch_size` pictures a call:
+        `prepare_batch`, `run`, `pictures_of`. Files, face crops and video frames take it whole; the
+        server takes the same three steps in its own threads (it batches across requests)."""
+        size = self.resolution if size is None else size
+        self.check_size(size)
+        if isinstance(character, Image.Image):
+            character = self.character_code(character)
+        translated = []
+        for start in range(0, len(pictures), batch_size):
+            batch = self.prepare_batch(pictures[start:start + batch_size], size)
+            translated += self.pictures_of(self.run(batch, direction, character=character))
+        return translated
+
     @overload
     def translate(self, image: Image.Image, direction: Direction = "a2b", size: int | None = None,
                   character: Image.Image | Tensor | None = None) -> Image.Image: ...
@@ -222,12 +241,11 @@ class Translator:
         `character`: a reference anime picture (or a code from `character_code`/`tags_code`) whose
         look the anime output takes.
         """
+        if isinstance(image, Image.Image):
+            return self.translate_pictures([image], direction, size, character)[0]
         size = self.resolution if size is None else size
         if isinstance(character, Image.Image):
             character = self.character_code(character)
-        if isinstance(image, Image.Image):
-            out = self.run(self.prepare(image, size)[None], direction, character=character)[0]
-            return to_picture(out.add(1).div(2).clamp(0, 1))
         if not isinstance(image, Tensor) or image.dim() not in (3, 4):
             raise TypeError("translate takes a PIL image or a float tensor of shape (C, H, W) or (N, C, H, W)")
         batch = image[None] if image.dim() == 3 else image
@@ -236,7 +254,7 @@ class Translator:
         if batch.shape[-2:] != (size, size):
             batch = F.interpolate(batch.float(), size=(size, size), mode="bilinear", antialias=True,
                                   align_corners=False)
-        out = self.run(batch.float() * 2 - 1, direction, character=character).add(1).div(2).clamp(0, 1)
+        out = to_unit_range(self.run(batch.float() * 2 - 1, direction, character=character))
         return out[0] if image.dim() == 3 else out
 
     def translate_video(self, path: str | Path, out: str | Path, direction: Direction = "a2b",
@@ -244,10 +262,11 @@ class Translator:
                         character: Image.Image | Tensor | None = None, progress: bool = True) -> VideoReport:
         """Translate a video file into `out` (mp4, mov, mkv, webm or avi), keeping its frame rate, size
         and audio: whole frames, or with `face` each tracked face; `stable` keeps still parts steady.
-        See twingan.video."""
-        from twingan.video import translate_video
+        See twingan.infer.video."""
+        from twingan.infer.video import translate_video
 
         if isinstance(character, Image.Image):
+            self.check_character("a target character", direction)
             character = self.character_code(character)
         return translate_video(self, Path(path), Path(out), direction, size, face, stable, batch_size,
                                character, progress)

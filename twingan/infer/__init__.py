@@ -1,0 +1,2 @@
+"""From pictures to the model and back: the Translator (the one batched path), face paste and
+tracking, and videos."""

@@ -1,0 +1,1 @@
+"""Training: the loop every model family shares (trainer) and what it writes for people (run_log)."""
