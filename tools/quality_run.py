@@ -137,7 +137,8 @@ def side_by_side(runs: dict[str, Path], photos: list[Path], out: Path, direction
     """Rows: the pictures, then each run's translation of them (`direction`); shown 2x enlarged."""
     from twingan.infer.translator import Translator
 
-    translation_grid([Translator.from_checkpoint(run, "cpu") for run in runs.values()], photos, out, direction)
+    translation_grid([Translator.pretrained(str(run).removeprefix("bundled:"), "cpu") if str(run).startswith("bundled:")
+                      else Translator.from_checkpoint(run, "cpu") for run in runs.values()], photos, out, direction)
 
 
 def translation_grid(translators: list[Translator], photos: list[Path], out: Path, direction: str = "a2b") -> None:

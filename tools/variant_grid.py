@@ -2,6 +2,7 @@
 
     python tools/variant_grid.py runs/quality/runs/v-base runs/quality/runs/unet16 -o docs/x.png
     python tools/variant_grid.py RUN... --direction b2a -o docs/y.png      # anime -> photo
+    python tools/variant_grid.py bundled:selfie2anime-64 RUN -o docs/z.png  # a bundled model's row too
 
 Uses tools/quality_run.py's held-out split (the first 8 test pictures of the direction's source
 domain), so the rows line up with docs/quality_side_by_side.png.
