@@ -66,14 +66,41 @@ def test_grown_model_at_alpha_zero_draws_what_the_trained_one_drew(tmp_path, tra
                                        rtol=1e-4, atol=1e-5)
 
 
+def _saved(trainer: Trainer, folder) -> str:
+    """`trainer`'s state, untrained, as a checkpoint in `folder`."""
+    trainer.state.run_dir = folder
+    trainer.save()
+    return str(folder)
+
+
 def test_a_larger_model_is_refused_in_one_line(tmp_path):
-    large = _grown(tmp_path)
-    large.run_dir = tmp_path / "large"
-    large.save()
+    large = _saved(_grown(tmp_path, train={"start_resolution": 16, "batch_size": {16: 4}}), tmp_path / "large")
     small = Trainer(load_config(tiny_preset(tmp_path)), tmp_path / "small", progress=False)
     with pytest.raises(UserError, match="16 px model, larger than this run's model.resolution 8") as info:
-        small.init_from(str(tmp_path / "large"))
+        small.init_from(large)
     assert "\n" not in str(info.value)
+
+
+def test_a_model_that_stopped_growing_is_refused(tmp_path):
+    halfway = _saved(_grown(tmp_path), tmp_path / "halfway")  # 0 images: still at 8 px of its 16
+    trainer = _grown(tmp_path, model={"resolution": 32}, train={"batch_size": {8: 4, 16: 4, 32: 4}})
+    with pytest.raises(UserError, match="stopped growing at 8 px, before its final 16 px"):
+        trainer.init_from(halfway)
+
+
+def test_a_start_above_the_source_resolution_is_refused(tmp_path, trained_8px):
+    trainer = _grown(tmp_path, train={"start_resolution": 16})
+    with pytest.raises(UserError, match="set train.start_resolution=8"):
+        trainer.init_from(str(trained_8px))
+
+
+def test_no_critic_warm_up_is_warned_about(tmp_path, trained_8px, caplog):
+    trainer = _grown(tmp_path)
+    trainer.init_from(str(trained_8px))
+    assert "train.generator_warmup_images is 0" in caplog.text
+    caplog.clear()
+    _grown(tmp_path, train={"generator_warmup_images": 8}).init_from(str(trained_8px))
+    assert "generator_warmup_images" not in caplog.text
 
 
 def test_a_model_of_another_family_is_refused(tmp_path):
@@ -85,10 +112,20 @@ def test_a_model_of_another_family_is_refused(tmp_path):
         trainer.init_from(str(tmp_path / "cg"))
 
 
-def test_other_widths_are_refused_naming_the_tensor(tmp_path, trained_8px):
-    trainer = _grown(tmp_path, model={"max_channels": 8})
-    with pytest.raises(UserError, match=r"does not fit this run's networks: tensor \S+ has shape"):
+@pytest.mark.parametrize("model, named", [
+    ({"max_channels": 8}, "model.max_channels=16 (this run: 8)"),
+    ({"skip_highpass_from": 8}, "model.skip_highpass_from=0 (this run: 8)"),
+])
+def test_other_model_settings_are_refused_naming_the_key(tmp_path, trained_8px, model, named):
+    trainer = _grown(tmp_path, model=model)
+    with pytest.raises(UserError, match="trained with other model settings") as info:
         trainer.init_from(str(trained_8px))
+    assert named in str(info.value)
+
+
+def test_the_top_blocks_may_be_wider_than_halving_gives(tmp_path, trained_8px):
+    trainer = _grown(tmp_path, model={"min_channels": 16})  # widens 16 px only (8 there without it)
+    assert trainer.init_from(str(trained_8px))
 
 
 def test_an_unknown_source_names_the_bundled_models(tmp_path):

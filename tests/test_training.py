@@ -21,7 +21,7 @@ from twingan.errors import UserError
 from twingan.models.twingan import recipe as twingan_recipe
 from twingan.train.run_log import RunLog
 from twingan.models.schedule import Phase
-from twingan.train.trainer import Trainer, TrainingDiverged
+from twingan.train.trainer import StopRequest, Trainer, TrainingDiverged
 
 TINY = {
     "model": {"resolution": 8, "channel_base": 32, "max_channels": 16, "unet_max_resolution": 8},
@@ -176,6 +176,16 @@ def test_sigterm_saves_a_loadable_checkpoint_and_exits_cleanly(tmp_path):
     output, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, output
     assert load_checkpoint(run)["images_seen"] == state["images_seen"] + 8
+
+
+def test_a_stop_request_ends_the_run_after_its_step_with_a_checkpoint(tmp_path):
+    preset = tiny_preset(tmp_path, train={"phase_images": 100_000, "checkpoint_every": 100_000})
+    trainer = Trainer(load_config(preset), tmp_path / "run", progress=False)
+    stop = StopRequest()
+    stop.set("asked")
+    result = trainer.run(stop)
+    assert result.stopped_by == "asked" and result.images_seen == 4
+    assert load_checkpoint(tmp_path / "run")["images_seen"] == 4
 
 
 def test_train_cli_refuses_to_overwrite_a_run(tmp_path):

@@ -19,6 +19,7 @@ from twingan.config import DataConfig, load_config
 from twingan.data.pictures import resize_for_model, to_tensor
 from twingan.data.transforms import loader_transform, to_model_range
 from twingan.errors import UserError
+from twingan.infer import face_paste
 from twingan.infer.face_paste import face_mask, paste_faces
 from twingan.train.trainer import Trainer
 from twingan.infer.translator import Translator
@@ -147,6 +148,22 @@ def test_face_mode_translates_the_face_and_keeps_the_rest(tmp_path, checkpoints)
     assert out.shape == before.shape
     changed = np.abs(out - before).sum(axis=2) > 0
     assert changed.sum() > 0.03 * changed.size and not changed[-20:, :].any()  # the face's oval, not its square
+
+
+def test_face_mode_sends_a_pictures_faces_through_the_networks_in_one_batch(checkpoints, monkeypatch):
+    translator = Translator.from_checkpoint(checkpoints["twingan"], "cpu")
+    picture = gradient_image(96, seed=3)
+    boxes = [(0, 0, 32, 32), (40, 10, 72, 42), (10, 50, 50, 90)]
+    crops = [picture.resize((8, 8), box=box) for box in boxes]
+    monkeypatch.setattr(face_paste, "face_crops", lambda *_: (boxes, crops))
+    sizes = []
+    run = translator.run
+    monkeypatch.setattr(translator, "run", lambda x, *a, **k: sizes.append(len(x)) or run(x, *a, **k))
+    result = face_paste.translate_faces(translator, picture, "a2b", 8)
+    assert sizes == [3]
+    one_by_one = [translator.translate(crop, "a2b", 8) for crop in crops]
+    assert sizes == [3, 1, 1, 1]
+    assert np.array_equal(np.asarray(result), np.asarray(paste_faces(picture, boxes, one_by_one)))
 
 
 def test_the_face_mask_is_opaque_over_the_face_and_clear_well_inside_the_square():

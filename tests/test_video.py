@@ -14,11 +14,13 @@ import av
 import numpy as np
 import pytest
 import skimage.data
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
 from twingan.infer import face_track, video
 from twingan.cli import main
+from twingan.errors import UserError
 from twingan.infer.faces import FaceBox
 from twingan.infer.translator import Translator
 from twingan.infer.video import FrameTranslator, Interrupted, VideoError, flicker_ratio, probe, translate_video
@@ -147,6 +149,13 @@ class _Collect(list):
 class _Never:
     def is_set(self) -> bool:
         return False
+
+
+def test_a_character_for_photo_output_is_refused_not_dropped(tmp_path, translator):
+    clip = make_clip(tmp_path / "clip.mp4", frames=2)
+    with pytest.raises(UserError, match="shapes anime output, and direction b2a makes photos"):
+        translate_video(translator, clip, tmp_path / "out.mp4", "b2a", character=torch.zeros(1, 4), progress=False)
+    assert not (tmp_path / "out.mp4").exists()
 
 
 def test_stabiliser_lowers_flicker_on_a_still_subject(translator):

@@ -41,8 +41,8 @@ def plot(run: Path, out: Path) -> None:
                ("detail ratio (1 = real pictures)", lambda r, d: r[d].get("detail_ratio")),
                ("face rate %", lambda r, d: 100 * r[d]["face_rate"])]
     columns = 3
-    fig, axes = plt.subplots((len(panels) + columns - 1) // columns, columns, figsize=(5 * columns, 3.2 * 2),
-                             squeeze=False)
+    lines = (len(panels) + columns - 1) // columns
+    fig, axes = plt.subplots(lines, columns, figsize=(5 * columns, 3.2 * lines), squeeze=False)
     changes = [images[i] for i in range(1, len(data)) if data[i]["resolution"] != data[i - 1]["resolution"]]
     for ax, (title, value) in zip(axes.flat, panels):
         for colour, (direction, name) in enumerate(DIRECTIONS.items()):

@@ -21,21 +21,21 @@ from torchvision.utils import make_grid
 
 from twingan.atomic import atomic_path
 from twingan.data.images import load_image
-from twingan.data.pictures import to_picture
+from twingan.data.pictures import to_picture, to_unit_range
 from twingan.infer.translator import Translator
 
 
 def character_sheet(translator: Translator, photos: list[Path], references: list[Path]) -> tuple[torch.Tensor, float]:
     """The sheet as one CHW tensor in [0, 1], and the hair-colour score."""
     blank = torch.ones(3, translator.resolution, translator.resolution)
-    refs = torch.stack([translator.prepare(load_image(r)) for r in references]).add(1).div(2)
+    refs = to_unit_range(torch.stack([translator.prepare(load_image(r)) for r in references]))
     codes = [translator.character_code(load_image(r)) for r in references]
     tiles, outputs = [blank, *refs, blank], []
     for path in photos:
         photo = translator.prepare(load_image(path))[None]
-        row = torch.stack([translator.run(photo, character=code)[0].cpu() for code in codes]).add(1).div(2)
+        row = to_unit_range(torch.stack([translator.run(photo, character=code)[0].cpu() for code in codes]))
         outputs.append(row)
-        tiles += [photo[0].add(1).div(2), *row, translator.run(photo)[0].cpu().add(1).div(2)]
+        tiles += [to_unit_range(photo[0]), *row, to_unit_range(translator.run(photo)[0].cpu())]
     sheet = make_grid(torch.stack(tiles).clamp(0, 1), nrow=len(references) + 2, padding=2, pad_value=1.0)
     return sheet, hair_colour_score(torch.stack(outputs), refs)
 

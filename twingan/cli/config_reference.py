@@ -20,7 +20,7 @@ from typing import Any, Literal
 from twingan import config
 from twingan.atomic import write_text
 
-REFERENCE_PATH = Path(__file__).resolve().parent.parent / "docs" / "config.md"
+REFERENCE_PATH = Path(__file__).resolve().parents[2] / "docs" / "config.md"
 WRITER = "python tools/write_config_reference.py"
 _LIMITS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
 """pydantic.Field's bounds, as the annotated_types objects in its metadata name them."""

@@ -136,19 +136,19 @@ class Translator:
     def check_character(self, what: str, direction: Direction | None = None) -> None:
         """Refuse `what` (a reference, tags) on a model that learned no character codes, naming the
         checkpoint, and for a `direction` that makes photos."""
+        if direction is not None:
+            refuse_character_for(direction, what)
         if self.character == "none":
             raise UserError(f"{what} needs a model trained with a character source (model.character learned or "
                             f"illust2vec); {self.source} has none")
-        if direction is not None:
-            refuse_character_for(direction, what)
 
     @torch.no_grad()
     def character_code(self, reference: Image.Image) -> Tensor:
         """The (1, code) character code of an anime picture, from the source the model was trained with."""
         self.check_character("a target character")
         prepared = self.prepare(reference)[None].to(self.device)
-        whole = to_tensor(to_rgb(reference))[None].to(self.device)
-        return self.inference.character_code(prepared, whole, self.illust2vec_weights)
+        return self.inference.character_code(prepared, lambda: to_tensor(to_rgb(reference))[None].to(self.device),
+                                             self.illust2vec_weights)
 
     def tags_code(self, tags: list[str]) -> Tensor:
         """A (1, code) code with the named tags on and every other attribute off (illust2vec source)."""

@@ -8,9 +8,10 @@ needs its folder and one line in the registry (twingan/models/__init__.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from torch import Tensor, nn
 
@@ -66,10 +67,10 @@ class Recipe(Protocol):
     def load_state_dict(self, state: dict) -> None:
         """Raises KeyError/RuntimeError/ValueError when the state is not this configuration's."""
 
-    def init_from(self, weights: dict[str, Tensor], resolution: int, source: str) -> list[str]:
+    def init_from(self, weights: dict[str, Tensor], source_cfg: Any, images_seen: int, source: str) -> list[str]:
         """Start a new run's inference networks from a trained model's (the family's inference
-        state entry, trained at `resolution` px); returns the names of tensors left new. Raises
-        UserError for a model that cannot seed this config."""
+        state entry, of a run configured as `source_cfg` that saw `images_seen` images); returns
+        the names of tensors left new. Raises UserError for a model that cannot seed this config."""
 
 
 class InferenceModel(Protocol):
@@ -105,10 +106,11 @@ class InferenceModel(Protocol):
     def encode(self, x: Tensor, domain: int, size: int) -> Tensor:
         """The (N, D) shared-latent vectors of NCHW pictures in [-1, 1] at `size`."""
 
-    def character_code(self, prepared: Tensor, whole: Tensor, illust2vec_weights: str | Path | None) -> Tensor:
+    def character_code(self, prepared: Tensor, whole: Callable[[], Tensor],
+                       illust2vec_weights: str | Path | None) -> Tensor:
         """The (1, code) character code of an anime picture, given as the model takes it
-        (`prepared`) and at its own size (`whole`), both (1, C, H, W) in [-1, 1]
-        (character != "none")."""
+        (`prepared`) and at its own size (`whole()`, made only if the source needs it), both
+        (1, C, H, W) in [-1, 1] (character != "none")."""
 
     def tags_code(self, tags: list[str]) -> Tensor:
         """A (1, code) code with the named attributes on and the rest off; UserError for names the

@@ -103,7 +103,7 @@ class Service:
         """Attach a reference picture (its code is taken in the model thread) or a tag code to the plan."""
         if reference is None and not tags:
             return
-        self.translator.check_character("a reference character" if reference is not None else "tags", direction)
+        self.translator.check_character("a reference character" if reference is not None else "a tag code", direction)
         if tags:
             plan.character = self.translator.tags_code(tags)
         else:

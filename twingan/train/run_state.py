@@ -117,7 +117,7 @@ class RunState:
             raise UserError(f"--init-from {source}: {described} takes {channels}-channel pictures; set data.grayscale "
                             "to match")
         key = family(self.cfg.model.name).inference.state_key
-        fresh = self.recipe.init_from(state[key], source_cfg.model.resolution, described)
+        fresh = self.recipe.init_from(state[key], source_cfg, int(state.get("images_seen", 0)), described)
         if self.dist.is_main:
             log.info("initialised from %s (%d px, %s images); new: %s", described, source_cfg.model.resolution,
                      f"{int(state.get('images_seen', 0)):,}", _layer_names(fresh) or "nothing")

@@ -6,6 +6,7 @@ and which sizes its fully convolutional generators take.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from torch import Tensor, nn
@@ -56,7 +57,8 @@ class CycleGANInference:
     def encode(self, x: Tensor, domain: int, size: int) -> Tensor:
         raise ValueError(self.no_shared_latent)
 
-    def character_code(self, prepared: Tensor, whole: Tensor, illust2vec_weights: str | Path | None) -> Tensor:
+    def character_code(self, prepared: Tensor, whole: Callable[[], Tensor],
+                       illust2vec_weights: str | Path | None) -> Tensor:
         raise ValueError("CycleGAN has no character codes")
 
     def tags_code(self, tags: list[str]) -> Tensor:

@@ -208,9 +208,11 @@ class CycleGANRecipe:
                 "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
                 "pools": [pool.state_dict() for pool in self.pools]}
 
-    def init_from(self, weights: dict[str, Tensor], resolution: int, source: str) -> list[str]:
+    def init_from(self, weights: dict[str, Tensor], source_cfg: CycleGANConfig, images_seen: int,
+                  source: str) -> list[str]:
         """Fine-tune: both generators start from `source`'s (fully convolutional, so any training
-        size fits); the critics and image pools start new. Nothing is left new."""
+        size fits); the critics and image pools start new, with no warm-up (CycleGAN's recipe has
+        none). Nothing is left new."""
         try:
             self.gens.load_state_dict(weights)
         except (RuntimeError, KeyError) as exc:

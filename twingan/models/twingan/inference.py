@@ -6,6 +6,7 @@ which sizes its growing networks take, and how a character code reaches the anim
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -78,14 +79,16 @@ class TwinGANInference:
         latent, _ = self.net.encoder(x, domain, size)
         return latent.flatten(1)
 
-    def character_code(self, prepared: Tensor, whole: Tensor, illust2vec_weights: str | Path | None) -> Tensor:
+    def character_code(self, prepared: Tensor, whole: Callable[[], Tensor],
+                       illust2vec_weights: str | Path | None) -> Tensor:
         """The learned encoder's code of the picture as the model takes it, or illust2vec's tag
-        probabilities of the whole picture (it takes any size), loaded on first use."""
+        probabilities of the whole picture (it takes any size; the tagger loads on first use)."""
         if self.character == "learned":
             return self.net.character(prepared)
+        picture = whole()
         if self._tag_code is None:
-            self._tag_code = load_tag_code(illust2vec_weights, self.cfg.model.character_tags, whole.device)
-        return self._tag_code(whole)
+            self._tag_code = load_tag_code(illust2vec_weights, self.cfg.model.character_tags, picture.device)
+        return self._tag_code(picture)
 
     def tags_code(self, tags: list[str]) -> Tensor:
         if self.character != "illust2vec":

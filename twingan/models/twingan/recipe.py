@@ -4,7 +4,7 @@ Per step, both domains: encode each real picture with its own domain's norm set,
 back (reconstruction) and across (translation), re-encode the translations (semantic
 consistency, optional cycle), update the shared encoder/generator, then update the two
 discriminators on the same, detached fakes (one generator pass per step, as CycleGAN does).
-Progressive growing is a pure function of images seen (see schedule.py), so a checkpoint only
+Progressive growing is a pure function of images seen (see twingan/models/schedule.py), so a checkpoint only
 has to remember counts, weights and optimizer moments to continue exactly.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import logging
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +21,7 @@ from torch import Tensor, nn
 from torch.profiler import record_function
 
 from twingan import distributed
-from twingan.config import Config, LossConfig
+from twingan.config import Config, LossConfig, RunConfig
 from twingan.domains import DOMAIN_A, DOMAIN_B, DOMAINS
 from twingan.errors import ConfigError, UserError
 from twingan.models import losses
@@ -28,10 +29,13 @@ from twingan.models.protocols import TrainingData
 from twingan.models.schedule import Phase, build_phases, lr_factor
 from twingan.models.stepping import StepContext, adam, keep_fused
 from twingan.models.twingan.character import code_consistency, contrastive_loss, load_tag_code
+from twingan.models.twingan.inference import reached_resolution
 from twingan.models.twingan.link_critic import LinkCritic, critic_loss, encoder_loss
 from twingan.models.twingan.networks import (Discriminator, DomainNorm2d, SkipGate, TwinGAN, check_model_config,
                                              encoder_channels)
 from twingan.models.twingan.patch_nce import PatchNCE, feature_levels
+
+log = logging.getLogger(__name__)
 
 TRANSLATION_GAN = ("translation_gan_a", "translation_gan_b")
 """The generator's GAN term on translations into each domain, logged and weighted apart."""
@@ -60,6 +64,13 @@ def domain_switch_parameters(net: nn.Module) -> list[nn.Parameter]:
     lr. (With the FCs at the shared lr a 32 px run's outputs followed the reference's colour 44% of
     the time, against 69% with them here.)"""
     return [p for m in net.modules() if isinstance(m, (DomainNorm2d, SkipGate)) for p in m.parameters()]
+
+
+MAY_DIFFER_WHEN_GROWN = {"resolution", "min_channels", "unet_max_resolution", "illust2vec_weights",
+                         "discriminator", "patch_scale", "discriminator_width", "mbstd_group_size", "spectral_norm"}
+"""Model keys a run may set apart from the model it grows from (--init-from): the size, what only
+the new top blocks' shapes depend on (the tensors' shapes are checked one by one), and the
+critics, which start new anyway. Every other key changes what the trained layers compute."""
 
 
 def check_config(cfg: Config) -> list[Phase]:
@@ -240,7 +251,7 @@ class TwinGANRecipe:
         reals = [fade_reals(x, alpha) for x in reals]
         self._set_learning_rates(images_seen)
         c_values: dict[str, float] = {}
-        if self.source == "learned" and w.character_contrastive > 0:
+        if self.source == "learned" and w.character_contrastive > 0 and not self.holds_generator(images_seen):
             c_values = self._character_step(reals[DOMAIN_B])
             if c_values is None:
                 return None
@@ -345,33 +356,56 @@ class TwinGANRecipe:
             state |= {"opt_c": self.opt_c.state_dict(), "scaler_c": self.scaler_c.state_dict()}
         return state
 
-    def init_from(self, weights: dict[str, Tensor], resolution: int, source: str) -> list[str]:
-        """Start the encoder and generator (and their EMA) from a trained model of `resolution` px:
-        every tensor of that model loads into the network of the same name, and what this run's
-        larger networks have beyond it (the blocks above `resolution`) keeps its fresh
-        initialisation and fades in above the trained layers, as progressive growing does. The
-        critics stay new (a bundled model has none): train.generator_warmup_images lets them learn
-        before the generator moves. Returns the names of the new tensors; raises UserError when
-        the model is larger or its tensors do not fit this config."""
-        final = self.cfg.model.resolution
+    def init_from(self, weights: dict[str, Tensor], source_cfg: RunConfig, images_seen: int,
+                  source: str) -> list[str]:
+        """Start the encoder and generator (and their EMA) from a trained model: every tensor of
+        that model loads into the network of the same name, and what this run's larger networks
+        have beyond it (the blocks above its resolution) keeps its fresh initialisation and fades
+        in above the trained layers, as progressive growing does. The critics stay new (a bundled
+        model has none): train.generator_warmup_images lets them learn before the generator moves.
+        Returns the names of the new tensors; raises UserError for a model this run cannot grow
+        from, naming what differs."""
+        resolution, final = source_cfg.model.resolution, self.cfg.model.resolution
+        start = self.cfg.train.start_resolution
+        reached = reached_resolution(source_cfg, images_seen)
+        if reached < resolution:
+            raise UserError(f"{source} stopped growing at {reached} px, before its final {resolution} px: its "
+                            "upper layers are untrained; --init-from takes a model that finished growing")
         if resolution > final:
             raise UserError(f"{source} is a {resolution} px model, larger than this run's model.resolution "
                             f"{final}: --init-from grows a model, it does not shrink one")
-        with torch.device("meta"):
-            smaller = TwinGAN(dataclasses.replace(self.cfg.model, resolution=resolution),
-                              self.image_channels).state_dict()
+        if start > resolution:
+            raise UserError(f"train.start_resolution {start} is above the {resolution} px of {source}: the new blocks "
+                            f"would start at full weight instead of fading in; set train.start_resolution={resolution}")
+        differ = [f"model.{name}={getattr(source_cfg.model, name)!r} (this run: {getattr(self.cfg.model, name)!r})"
+                  for name in (f.name for f in dataclasses.fields(self.cfg.model))
+                  if name not in MAY_DIFFER_WHEN_GROWN
+                  and getattr(source_cfg.model, name) != getattr(self.cfg.model, name)]
+        if differ:
+            raise UserError(f"{source} was trained with other model settings: {'; '.join(differ[:3])}")
+        try:
+            with torch.device("meta"):
+                smaller = TwinGAN(dataclasses.replace(self.cfg.model, resolution=resolution),
+                                  self.image_channels).state_dict()
+        except ValueError as exc:
+            raise UserError(f"{source}: this run's model settings do not fit a {resolution} px model ({exc})") from None
         target = self.net.state_dict()
         for key in sorted(set(smaller) | set(weights)):
             if key not in weights or key not in smaller:
                 raise UserError(f"{source} does not fit this run's networks: tensor {key} is "
-                                f"{'missing from it' if key not in weights else 'not in this config'} "
-                                "(model settings other than resolution must match the source's)")
+                                f"{'missing from it' if key not in weights else 'not in this config'}")
             if tuple(weights[key].shape) != tuple(target[key].shape):
                 raise UserError(f"{source} does not fit this run's networks: tensor {key} has shape "
-                                f"{tuple(weights[key].shape)}, this config's is {tuple(target[key].shape)} "
-                                "(model settings other than resolution must match the source's)")
+                                f"{tuple(weights[key].shape)}, this config's is {tuple(target[key].shape)}")
         self.net.load_state_dict(weights, strict=False)
         self.ema.load_state_dict(self.net.state_dict())
+        if start < resolution:
+            log.warning("train.start_resolution %d is below the %d px of %s: the run grows again from %d px over the "
+                        "trained layers; train.start_resolution=%d trains them as they are", start, resolution,
+                        source, start, resolution)
+        if not self.cfg.train.generator_warmup_images:
+            log.warning("the critics start new and train.generator_warmup_images is 0: their first verdicts will "
+                        "move the trained generator (2000 lets them learn first)")
         return [key for key in target if key not in weights]
 
     def load_state_dict(self, state: dict) -> None:
