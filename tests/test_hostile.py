@@ -301,7 +301,7 @@ CATALOGUE = [
          1, "already holds checkpoints"),
     Case("index add to a missing index", None,
          lambda w, d, m: ["index", "add", "--index", str(d / "none.index"), "--a", str(w.photos)], 1, "does not exist"),
-    Case("an unknown config key", None, lambda w, d, m: ["config", "-", "train.lrr=1"], 1, "unknown config key"),
+    Case("an unknown config key", None, lambda w, d, m: ["config", "-", "train.lrr=1"], 2, "unknown config key"),
 ]
 
 

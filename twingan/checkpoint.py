@@ -31,7 +31,7 @@ def checkpoint_name(images_seen: int) -> str:
     return f"ckpt-{images_seen:012d}.pt"
 
 
-def _write(state: dict[str, Any], target: Path) -> Path:
+def write_checkpoint(state: dict[str, Any], target: Path) -> Path:
     """One checkpoint file with its format tag, via a temporary file and a rename."""
     with atomic_path(target) as tmp:
         torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
@@ -41,7 +41,7 @@ def _write(state: dict[str, Any], target: Path) -> Path:
 def save_checkpoint(state: dict[str, Any], directory: Path, images_seen: int, keep: int) -> Path:
     """Write `state` atomically as the newest checkpoint, then drop all but the newest `keep`."""
     directory.mkdir(parents=True, exist_ok=True)
-    target = _write(state, directory / checkpoint_name(images_seen))
+    target = write_checkpoint(state, directory / checkpoint_name(images_seen))
     for old in sorted(directory.glob(_PATTERN))[:-keep]:
         old.unlink(missing_ok=True)
     return target
@@ -51,7 +51,7 @@ def save_best(state: dict[str, Any], directory: Path, images_seen: int) -> Path:
     """Write `state` atomically as the run's best checkpoint (best-IMAGES.pt, which the newest-N
     rule never deletes), then remove the previous best."""
     directory.mkdir(parents=True, exist_ok=True)
-    target = _write(state, directory / f"best-{images_seen:012d}.pt")
+    target = write_checkpoint(state, directory / f"best-{images_seen:012d}.pt")
     for old in directory.glob(_BEST_PATTERN):
         if old != target:
             old.unlink(missing_ok=True)
