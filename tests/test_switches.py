@@ -442,7 +442,7 @@ def test_every_switch_trains_translates_and_reloads(tmp_path):
     translator = Translator.from_checkpoint(tmp_path / "run", "cpu")
     sets = {d: torch.rand(4, 3, 8, 8) * 2 - 1 for d in "ab"}
     scores = proxy_scores(evaluate(sets, translator, None, progress=False))
-    assert set(scores) == {"swd_a2b", "swd_b2a", "face_a2b", "face_b2a", "recon_l1"}
+    assert set(scores) == {"swd_a2b", "swd_b2a", "colour_a2b", "colour_b2a", "face_a2b", "face_b2a", "recon_l1"}
     assert all(scores[k] > 0 for k in ("swd_a2b", "swd_b2a", "recon_l1"))
     assert all(0 <= scores[k] <= 1 for k in ("face_a2b", "face_b2a"))
 

@@ -136,7 +136,7 @@ def test_persistent_nans_roll_back_then_stop_keeping_the_checkpoint(tmp_path, mo
 
 
 def test_missing_batch_size_for_a_resolution_is_refused(tmp_path):
-    cfg = load_config(tiny_preset(tmp_path), ["model.resolution=1024"])
+    cfg = load_config(tiny_preset(tmp_path), ["model.resolution=1024", "model.channel_base=256"])
     with pytest.raises(UserError, match=r"train.batch_size has no entry for resolution\(s\) \[1024\]"):
         Trainer(cfg, tmp_path / "run", progress=False)
 
