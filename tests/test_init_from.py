@@ -123,6 +123,11 @@ def test_other_model_settings_are_refused_naming_the_key(tmp_path, trained_8px, 
     assert named in str(info.value)
 
 
+def test_a_translation_link_limit_above_the_trained_size_is_no_difference(tmp_path, trained_8px):
+    trainer = _grown(tmp_path, model={"unet_max_resolution": 16, "translation_link_max_resolution": 8})
+    assert {".".join(k.split(".")[:3]) for k in trainer.init_from(str(trained_8px))} >= {"generator.blocks.16"}
+
+
 def test_the_top_blocks_may_be_wider_than_halving_gives(tmp_path, trained_8px):
     trainer = _grown(tmp_path, model={"min_channels": 16})  # widens 16 px only (8 there without it)
     assert trainer.init_from(str(trained_8px))

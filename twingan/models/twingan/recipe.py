@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.profiler import record_function
 
 from twingan import distributed
-from twingan.config import Config, LossConfig, RunConfig
+from twingan.config import Config, LossConfig, ModelConfig, RunConfig
 from twingan.domains import DOMAIN_A, DOMAIN_B, DOMAINS
 from twingan.errors import ConfigError, UserError
 from twingan.models import losses
@@ -71,6 +71,14 @@ MAY_DIFFER_WHEN_GROWN = {"resolution", "min_channels", "unet_max_resolution", "i
 """Model keys a run may set apart from the model it grows from (--init-from): the size, what only
 the new top blocks' shapes depend on (the tensors' shapes are checked one by one), and the
 critics, which start new anyway. Every other key changes what the trained layers compute."""
+
+
+def _below(model: ModelConfig, name: str, resolution: int) -> object:
+    """A model key's effect on the layers up to `resolution`: translation_link_max_resolution 0
+    means "as unet_max_resolution", and any limit at or above `resolution` leaves them alike."""
+    if name == "translation_link_max_resolution":
+        return min(model.translation_link_max_resolution or model.unet_max_resolution, resolution)
+    return getattr(model, name)
 
 
 def check_config(cfg: Config) -> list[Phase]:
@@ -380,7 +388,7 @@ class TwinGANRecipe:
         differ = [f"model.{name}={getattr(source_cfg.model, name)!r} (this run: {getattr(self.cfg.model, name)!r})"
                   for name in (f.name for f in dataclasses.fields(self.cfg.model))
                   if name not in MAY_DIFFER_WHEN_GROWN
-                  and getattr(source_cfg.model, name) != getattr(self.cfg.model, name)]
+                  and _below(source_cfg.model, name, resolution) != _below(self.cfg.model, name, resolution)]
         if differ:
             raise UserError(f"{source} was trained with other model settings: {'; '.join(differ[:3])}")
         try:
