@@ -99,15 +99,15 @@ class RunState:
         from twingan.bundled import bundled_models, load_bundled
 
         path = Path(source)
+        bundled = [m.name for m in bundled_models()]
         if path.exists():
             resolved = find_checkpoint(path)
             state, described = load_checkpoint(resolved), f"checkpoint {resolved}"
-        elif source in {m.name for m in bundled_models()}:
+        elif source in bundled:
             state, described = load_bundled(source)[1], f"bundled model {source}"
         else:
-            names = ", ".join(m.name for m in bundled_models()) or "none"
             raise UserError(f"--init-from {source}: no such checkpoint, run folder or bundled model "
-                            f"(bundled: {names})")
+                            f"(bundled: {', '.join(bundled) or 'none'})")
         source_cfg = config_from_dict(state.get("config"), described)
         if source_cfg.model.name != self.cfg.model.name:
             raise UserError(f"--init-from {source}: {described} holds a {source_cfg.model.name} model; this run "
