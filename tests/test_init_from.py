@@ -14,7 +14,8 @@ from twingan.bundled import load_bundled
 from twingan.checkpoint import load_checkpoint, save_checkpoint
 from twingan.cli import main
 from twingan.config import config_to_dict, load_config
-from twingan.errors import UserError
+from twingan.errors import ConfigError, UserError
+from twingan.models.twingan.recipe import check_config
 from twingan.train.trainer import Trainer
 
 GROWN = {"model": {"resolution": 16, "unet_max_resolution": 8},
@@ -150,20 +151,21 @@ def test_cli_init_from_trains_and_refuses_it_with_resume(tmp_path, trained_8px):
     assert both.exit_code == 1 and "not a preset, --model or --init-from" in both.output
 
 
-def test_generator_waits_while_the_critics_warm_up(tmp_path):
-    trainer = Trainer(load_config(tiny_preset(tmp_path, train={"generator_warmup_images": 8, "max_images": 8})),
+def test_generator_waits_while_the_judges_warm_up(tmp_path):
+    trainer = Trainer(load_config(tiny_preset(tmp_path, train={"generator_warmup_images": 8, "max_images": 8},
+                                              loss={"nce": 1.0})),
                       tmp_path / "run", progress=False)
     recipe = trainer.recipe
     # The net's parameters; its batch-norm running statistics follow the pictures during the warm-up.
     tensors = {"net": lambda: list(recipe.net.parameters()), "ema": lambda: list(recipe.ema.state_dict().values()),
-               "discs": lambda: list(recipe.discs.parameters())}
+               "discs": lambda: list(recipe.discs.parameters()), "nce": lambda: list(recipe.nce.parameters())}
     before = {name: [t.detach().clone() for t in get()] for name, get in tensors.items()}
 
     def changed(name: str) -> bool:
         return any(not torch.equal(a, b) for a, b in zip(before[name], tensors[name]()))
 
     trainer.run()
-    assert changed("discs") and not changed("net") and not changed("ema")
+    assert changed("discs") and changed("nce") and not changed("net") and not changed("ema")
     trainer.cfg.train.max_images = 16
     trainer.total_images = 16
     trainer.run()
@@ -183,3 +185,36 @@ def test_the_bundled_64px_model_grows_into_twingan_cpu_128(tmp_path):
     state = trainer.recipe.ema.state_dict()
     assert set(state) - set(fresh) == set(bundled)
     assert all(torch.equal(state[k], bundled[k]) for k in bundled)
+
+
+def test_layer_lr_multipliers_hold_the_trained_layers_while_the_new_block_learns(tmp_path, trained_8px):
+    trainer = _grown(tmp_path, train={"layer_lr_multipliers": {8: 0.0}, "max_images": 24})
+    trainer.init_from(str(trained_8px))
+    before = {k: v.clone() for k, v in trainer.recipe.net.named_parameters()}
+    trainer.run()
+    after = dict(trainer.recipe.net.named_parameters())
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert all(".16." in k for k in moved), moved
+    assert {"generator.to_rgb.16.weight", "encoder.from_rgb.16.conv.weight"} <= moved
+
+
+def test_layer_lr_multipliers_must_name_sizes_of_the_model():
+    cfg = load_config("twingan_cpu_128", ["train.layer_lr_multipliers={256: 0.1, 48: 0.1, 64: 0.1}"])
+    with pytest.raises(ConfigError, match=r"train.layer_lr_multipliers: \[256, 48\] are not layer sizes"):
+        check_config(cfg)
+
+
+def test_a_run_resumes_under_other_layer_factors_keeping_each_tensors_adam_moments(tmp_path):
+    first = Trainer(load_config(tiny_preset(tmp_path, train={"max_images": 24})), tmp_path / "first", progress=False)
+    first.run()
+    moments = {name: first.recipe.opt_g.state[p]["exp_avg"].clone()
+               for name, p in first.recipe.generator_tensors if p in first.recipe.opt_g.state}
+    assert any(name.startswith("generator.to_rgb.8") for name in moments)
+    cfg = load_config(tiny_preset(tmp_path, train={"layer_lr_multipliers": {4: 0.5}}))
+    second = Trainer(cfg, tmp_path / "second", progress=False)
+    second.load_state_dict(load_checkpoint(tmp_path / "first"), "first")
+    assert len(second.recipe.opt_g.param_groups) == 4
+    resumed = {name: second.recipe.opt_g.state[p]["exp_avg"]
+               for name, p in second.recipe.generator_tensors if p in second.recipe.opt_g.state}
+    assert resumed.keys() == moments.keys()
+    assert all(torch.equal(resumed[name], moments[name]) for name in moments)

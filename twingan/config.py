@@ -207,6 +207,11 @@ class LossConfig:
     without asking for the source's pixels (0: off, the original)."""
     nce_patches: Positive = 64
     """Patches sampled per picture and encoder level for PatchNCE (CUT: 256)."""
+    diffaugment: list[Literal["color", "translation", "cutout"]] = field(default_factory=list)
+    """DiffAugment (Zhao et al. 2020) before every call of the two critics, on real and generated
+    pictures alike, in the generator's and the critics' passes: random brightness/saturation/
+    contrast, shifts of up to 1/8 of the side, a blanked square of half the side. Keeps a critic
+    of a small set (a hundred pictures) from memorising it ([]: off, the published recipe)."""
     link_adversarial: NonNegative = 0.0
     """DRIT's content critic on the shared encoder's output: a small critic per level (the latent and
     every UNet link) learns to tell photo features from anime features, and the encoder is pushed to
@@ -274,6 +279,12 @@ class TrainConfig(LoopConfig):
     discriminator_lr_multiplier: Annotated[float, pydantic.Field(gt=0.0)] = 1.0
     """Learning-rate factor for the two discriminators (TTUR, Heusel et al. 2017: a critic that
     learns faster than the generator it judges). 1: one rate for all, the original."""
+    layer_lr_multipliers: dict[int, Annotated[float, pydantic.Field(ge=0.0)]] = field(default_factory=dict)
+    """Learning-rate factors for the encoder's and generator's layers by the picture size they work
+    at: a layer takes the factor of the smallest key at or above its size, 1 above every key.
+    {64: 0.1} trains everything up to 64 px at a tenth of the rate while the 128 px blocks learn at
+    the full one, which is how a run grown with --init-from adjusts the trained layers without
+    unlearning them (docs/quality.md, 128 px campaign). Empty: one rate for all."""
     lr_decay_start: Annotated[int, pydantic.Field(ge=0)] | None = None
     """Images seen at which every learning rate starts falling linearly to zero (null: constant,
     the original). A constant rate kept moving the long CPU run towards anime shapes and then
@@ -292,10 +303,10 @@ class TrainConfig(LoopConfig):
     ema_half_life: Positive = 10_000
     """Images after which an update's weight in the EMA of encoder + generator has halved."""
     generator_warmup_images: Annotated[int, pydantic.Field(ge=0)] = 0
-    """Images at the start of a run during which only the critics learn: the weights of encoder and
-    generator and their EMA are held (batch-norm statistics follow the pictures). A run started
-    with --init-from has trained generators and new critics, whose first, random verdicts would
-    otherwise push the trained layers around (0: none)."""
+    """Images at the start of a run during which only the judges learn (the critics and PatchNCE's
+    heads): the weights of encoder and generator and their EMA are held (batch-norm statistics
+    follow the pictures). A run started with --init-from has a trained generator and new judges,
+    whose first, random verdicts would otherwise push the trained layers around (0: none)."""
     ema_rampup: Annotated[float, pydantic.Field(gt=0.0)] | None = 0.05
     """Cap the half-life at this fraction of the images seen so far (StyleGAN2-ADA's ramp-up),
     so that the average does not drag early phases and freshly grown layers along; null: off."""

@@ -25,6 +25,7 @@ from twingan.config import Config, LossConfig, ModelConfig, RunConfig
 from twingan.domains import DOMAIN_A, DOMAIN_B, DOMAINS
 from twingan.errors import ConfigError, UserError
 from twingan.models import losses
+from twingan.models.diff_augment import diff_augment
 from twingan.models.protocols import TrainingData
 from twingan.models.schedule import Phase, build_phases, lr_factor
 from twingan.models.stepping import StepContext, adam, keep_fused
@@ -66,6 +67,23 @@ def domain_switch_parameters(net: nn.Module) -> list[nn.Parameter]:
     return [p for m in net.modules() if isinstance(m, (DomainNorm2d, SkipGate)) for p in m.parameters()]
 
 
+def layer_resolution(name: str) -> int | None:
+    """The picture size an encoder or generator tensor works at (the larger side of its block), read
+    from its name: encoder.blocks.128.* takes 128 px in, generator.to_rgb.64.* draws 64 px; None for
+    tensors outside the two networks' per-size layers."""
+    parts = name.split(".")
+    if len(parts) > 2 and parts[0] in ("encoder", "generator") and parts[1] in ("blocks", "from_rgb", "to_rgb"):
+        return int(parts[2])
+    return 4 if parts[:2] == ["generator", "block4"] else None
+
+
+def layer_lr_factor(name: str, multipliers: dict[int, float]) -> float:
+    """train.layer_lr_multipliers for one named tensor: the factor of the smallest key at or above its size."""
+    size = layer_resolution(name)
+    keys = [key for key in sorted(multipliers) if size is not None and key >= size]
+    return multipliers[keys[0]] if keys else 1.0
+
+
 MAY_DIFFER_WHEN_GROWN = {"resolution", "min_channels", "unet_max_resolution", "illust2vec_weights",
                          "discriminator", "patch_scale", "discriminator_width", "mbstd_group_size", "spectral_norm"}
 """Model keys a run may set apart from the model it grows from (--init-from): the size, what only
@@ -97,6 +115,11 @@ def check_config(cfg: Config) -> list[Phase]:
     missing = sorted({p.resolution for p in phases} - set(cfg.train.batch_size))
     if missing:
         raise ConfigError(f"train.batch_size has no entry for resolution(s) {missing}")
+    odd = [key for key in cfg.train.layer_lr_multipliers
+           if key < 4 or key > cfg.model.resolution or key & (key - 1)]
+    if odd:
+        raise ConfigError(f"train.layer_lr_multipliers: {odd} are not layer sizes of this model (powers of two "
+                          f"from 4 to model.resolution {cfg.model.resolution})")
     return phases
 
 
@@ -120,27 +143,59 @@ class TwinGANRecipe:
         self.tag_code = (load_tag_code(cfg.model.illust2vec_weights, cfg.model.character_tags, ctx.device)
                          if self.source == "illust2vec" else None)
         settings = {"lr": cfg.train.lr, "betas": (cfg.train.beta1, cfg.train.beta2), "eps": cfg.train.eps}
-        switch = domain_switch_parameters(self.net)
-        apart = {id(p) for p in switch}
+        switch_ids = {id(p) for p in domain_switch_parameters(self.net)}
+        apart = set(switch_ids)
         if self.source == "learned":
             self.opt_c = adam(self.net.character.parameters(), ctx.device, **settings)
             self.scaler_c = ctx.grad_scaler()
             apart |= {id(p) for p in self.net.character.parameters()}
-        rest = [p for p in self.net.parameters() if id(p) not in apart]
+        rest = [(name, p) for name, p in self.net.named_parameters() if id(p) not in apart]
         self.nce = PatchNCE(encoder_channels(cfg.model)).to(ctx.device) if cfg.loss.nce > 0 else None
         if self.nce is not None:
             distributed.broadcast_parameters(self.nce, ctx.dist)
-            rest += list(self.nce.parameters())
+            rest += [(f"nce.{name}", p) for name, p in self.nce.named_parameters()]
         self.generator_side = nn.ModuleList([self.net, *([self.nce] if self.nce is not None else [])])
         self.link_critic = (LinkCritic(encoder_channels(cfg.model)).to(ctx.device)
                             if cfg.loss.link_adversarial > 0 else None)
         if self.link_critic is not None:
             distributed.broadcast_parameters(self.link_critic, ctx.dist)
         self.critic_side = nn.ModuleList([self.discs, *([self.link_critic] if self.link_critic is not None else [])])
-        self.opt_g = adam([{"params": rest}, {"params": switch}], ctx.device, **settings)
+        self.generator_tensors = rest + [(name, p) for name, p in self.net.named_parameters() if id(p) in switch_ids]
+        self.switch_ids = switch_ids
+        groups = self._generator_groups(cfg.train.layer_lr_multipliers)
+        self.opt_g = adam([{"params": params} for params, _ in groups], ctx.device, **settings)
+        self.g_lr_factors = [factor for _, factor in groups]
         self.opt_d = adam(self.critic_side.parameters(), ctx.device, **settings)
         self._set_learning_rates(0)
         self.scaler_g, self.scaler_d = ctx.grad_scaler(), ctx.grad_scaler()
+
+    def _generator_groups(self, multipliers: dict[int, float]) -> list[tuple[list[nn.Parameter], float]]:
+        """Adam's groups for the generator side with each one's factor on train.lr: the shared-rate
+        tensors and the domain switch (domain_switch_lr_multiplier), each split by the layer factors
+        (train.layer_lr_multipliers). Without layer factors these are the two groups of checkpoints
+        written before them, in their order, so those still resume. (The factors live beside the
+        optimiser: a loaded state dict replaces its groups' entries.)"""
+        groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
+        for name, p in self.generator_tensors:
+            groups.setdefault((id(p) in self.switch_ids, layer_lr_factor(name, multipliers)), []).append(p)
+        order = sorted(groups, key=lambda key: (-key[1], key[0]))
+        switch = self.cfg.train.domain_switch_lr_multiplier
+        return [(groups[key], key[1] * (switch if key[0] else 1.0)) for key in order]
+
+    def _regrouped(self, saved: dict, saved_multipliers: dict[int, float]) -> dict:
+        """A generator optimiser state saved under other train.layer_lr_multipliers, regrouped for
+        this run's: Adam's moments belong to each tensor, so a run may change its layer factors
+        when it resumes (unfreeze the trained layers in a later stretch) and keep them."""
+        saved_order = [id(p) for params, _ in self._generator_groups(saved_multipliers) for p in params]
+        position = {tensor: index for index, tensor in enumerate(saved_order)}
+        state, groups, start = {}, [], 0
+        for group in self.opt_g.param_groups:
+            for index, p in enumerate(group["params"], start):
+                if position[id(p)] in saved["state"]:
+                    state[index] = saved["state"][position[id(p)]]
+            groups.append({**saved["param_groups"][0], "params": list(range(start, start + len(group["params"])))})
+            start += len(group["params"])
+        return {"state": state, "param_groups": groups}
 
     def batch_size(self, phase: Phase) -> int:
         return self.cfg.train.batch_size[phase.resolution]
@@ -154,8 +209,8 @@ class TwinGANRecipe:
         rather than the optimiser's state, so a resumed run with another train.lr or decay takes it."""
         t = self.cfg.train
         lr = self.learning_rate(images_seen)
-        self.opt_g.param_groups[0]["lr"] = lr
-        self.opt_g.param_groups[1]["lr"] = lr * t.domain_switch_lr_multiplier
+        for group, factor in zip(self.opt_g.param_groups, self.g_lr_factors):
+            group["lr"] = lr * factor
         self.opt_d.param_groups[0]["lr"] = lr * t.discriminator_lr_multiplier
         if self.source == "learned":
             self.opt_c.param_groups[0]["lr"] = lr
@@ -198,7 +253,7 @@ class TwinGANRecipe:
             "reconstruction": sum(F.l1_loss(recon[d], reals[d]) for d in DOMAINS),
             "semantic": sum(F.l1_loss(recodes[d][0], codes[1 - d][0]) for d in DOMAINS),
         }
-        scores = {"trans": [self.discs[d](trans[d], res, alpha) for d in DOMAINS]}
+        scores = {"trans": [self._critic(d, trans[d], res, alpha) for d in DOMAINS]}
         for d in DOMAINS:
             terms[TRANSLATION_GAN[d]] = losses.generator_loss(scores["trans"][d], w.gan)
         terms["translation_gan"] = sum(terms[TRANSLATION_GAN[d]] for d in DOMAINS)
@@ -216,9 +271,14 @@ class TwinGANRecipe:
             terms["cycle"] = sum(F.l1_loss(gen(*recodes[d], 1 - d, res, alpha, conditions["recon"][1 - d], source=d),
                                            reals[1 - d]) for d in DOMAINS)
         if self._reconstruction_gan_on(res):
-            scores["recon"] = [self.discs[d](recon[d], res, alpha) for d in DOMAINS]
+            scores["recon"] = [self._critic(d, recon[d], res, alpha) for d in DOMAINS]
             terms["reconstruction_gan"] = sum(losses.generator_loss(scores["recon"][d], w.gan) for d in DOMAINS)
         return terms, scores, levels
+
+    def _critic(self, domain: int, pictures: Tensor, resolution: int, alpha: float) -> Tensor:
+        """Domain `domain`'s critic on `pictures`, through loss.diffaugment when it is on: every
+        critic call goes here, so real and generated pictures meet the same augmentation."""
+        return self.discs[domain](diff_augment(pictures, self.cfg.loss.diffaugment), resolution, alpha)
 
     def _reconstruction_gan_on(self, res: int) -> bool:
         return self.cfg.loss.reconstruction_gan > 0 and res >= self.cfg.loss.reconstruction_gan_min_resolution
@@ -236,14 +296,13 @@ class TwinGANRecipe:
         if self.link_critic is not None:
             terms["d_link"] = critic_loss(self.link_critic, levels)
         for d in DOMAINS:
-            critic = self.discs[d]
-            real_logits = critic(reals[d], res, alpha)
+            real_logits = self._critic(d, reals[d], res, alpha)
             terms[D_TRANSLATION[d]] = losses.discriminator_loss(real_logits, scores["trans"][d], w.gan)
             terms["d_translation"] += terms[D_TRANSLATION[d]]
             if self._reconstruction_gan_on(res):
                 terms["d_reconstruction"] += losses.discriminator_loss(real_logits, scores["recon"][d], w.gan)
             if penalised:
-                judge = functools.partial(critic, resolution=res, alpha=alpha)
+                judge = functools.partial(self._critic, d, resolution=res, alpha=alpha)
                 terms["d_penalty"] += losses.gradient_penalty(w.penalty, judge, reals[d])
         return {k: v for k, v in terms.items() if isinstance(v, Tensor)}
 
@@ -274,7 +333,7 @@ class TwinGANRecipe:
         holding = self.holds_generator(images_seen)
         frozen = [*([self.link_critic] if self.link_critic is not None else []),
                   *([self.net.character] if self.source == "learned" else []),
-                  *([self.generator_side] if holding else [])]
+                  *([self.net] if holding else [])]
         for module in frozen:
             module.requires_grad_(False)
         with ctx.autocast(), record_function("generator forward"):
@@ -289,6 +348,12 @@ class TwinGANRecipe:
             ctx.update(g_total, self.opt_g, self.generator_side, self.scaler_g, "generator", keep_graph=True)
             with record_function("EMA"):
                 self.update_ema(reals[0].shape[0] * ctx.dist.world_size, images_seen)
+        elif self.nce is not None:
+            # PatchNCE's projection heads are judges, like the critics: a run grown from a bundled
+            # model starts them new, and heads that first learn when the generator does hand it a
+            # loss of ~3.6 (against ~0.2 trained) that reshapes the trained encoder towards copying
+            # the photo (docs/quality.md, 128 px campaign). So they learn on the held encoder here.
+            ctx.update(weights["nce"] * g_terms["nce"], self.opt_g, self.nce, self.scaler_g, "PatchNCE heads")
 
         d_weights = {"d_reconstruction": w.reconstruction_gan, "d_penalty": w.penalty_weight * w.penalty_every,
                      "d_link": 1.0,
@@ -304,8 +369,9 @@ class TwinGANRecipe:
         return {**c_values, **g_values, **d_values}
 
     def holds_generator(self, images_seen: int) -> bool:
-        """Whether the step leaves the generator side (and its EMA) as they are and trains the
-        critics only (train.generator_warmup_images). Its pass then builds no generator graph."""
+        """Whether the step leaves the encoder, generator and their EMA as they are and trains the
+        judges only: the critics and PatchNCE's heads (train.generator_warmup_images). Its pass then
+        builds no generator graph."""
         return images_seen < self.cfg.train.generator_warmup_images
 
     @torch.no_grad()
@@ -355,6 +421,7 @@ class TwinGANRecipe:
     def state_dict(self) -> dict:
         state = {"net": self.net.state_dict(), "ema": self.ema.state_dict(), "discs": self.discs.state_dict(),
                  "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                 "layer_lr_multipliers": dict(self.cfg.train.layer_lr_multipliers),
                  "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict()}
         if self.nce is not None:
             state["nce"] = self.nce.state_dict()
@@ -421,7 +488,11 @@ class TwinGANRecipe:
         self.net.load_state_dict(state["net"])
         self.ema.load_state_dict(state["ema"])
         self.discs.load_state_dict(state["discs"])
-        self.opt_g.load_state_dict(state["opt_g"])
+        saved_multipliers = {int(k): v for k, v in state.get("layer_lr_multipliers", {}).items()}
+        if saved_multipliers != self.cfg.train.layer_lr_multipliers:
+            self.opt_g.load_state_dict(self._regrouped(state["opt_g"], saved_multipliers))
+        else:
+            self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.scaler_g.load_state_dict(state["scaler_g"])
         self.scaler_d.load_state_dict(state["scaler_d"])
