@@ -266,3 +266,19 @@ def test_anime_faces_in_real_pictures(tmp_path, shared_data):
     crops = sorted((tmp_path / "out").glob("*.png"))
     assert len(crops) == report.faces_written
     assert all(Image.open(crop).size == (96, 96) for crop in crops)
+
+
+def test_kind_none_writes_the_centred_square_of_every_picture(tmp_path):
+    src = tmp_path / "cats"
+    src.mkdir()
+    wide = np.zeros((40, 80, 3), np.uint8)
+    wide[:, 20:60] = 255  # the centred 40 x 40 square is white, the sides black
+    Image.fromarray(wide).save(src / "wide.png")
+    gradient_image(32).save(src / "small.png")
+    (src / "broken.jpg").write_bytes(b"not a picture")
+    report = prepare_faces(src, tmp_path / "out", "none", size=16, progress=False)
+    assert report.faces_written == 2 and report.no_face == []
+    assert [u["path"] for u in report.unreadable] == ["broken.jpg"]
+    crop = np.asarray(Image.open(tmp_path / "out" / "wide.png"))
+    assert crop.shape == (16, 16, 3) and crop[2:-2, 2:-2].min() >= 250 and crop.mean() > 240
+    assert Image.open(tmp_path / "out" / "small.png").size == (16, 16)

@@ -18,16 +18,20 @@ from pathlib import Path
 from typing import Literal
 
 import click
-from PIL import Image
+from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from twingan.atomic import atomic_path, write_text
 from twingan.cli.options import MAX_SIZE, writable
 from twingan.data.images import IMAGE_EXTENSIONS, BadImage, find_images, load_image
 from twingan.errors import UserError
-from twingan.infer.faces import FACE_KINDS, FaceKind, crop_face, detect_faces
+from twingan.infer.faces import FACE_KINDS, crop_face, detect_faces
 
 REPORT_NAME = "prepare_report.json"
+PrepareKind = Literal["photo", "anime", "none"]
+PREPARE_KINDS: tuple[PrepareKind, ...] = (*FACE_KINDS, "none")
+"""What `prepare` looks for: human faces, anime faces, or nothing ("none": the centred square of
+every picture, for domains without a detector here, such as cats and dogs)."""
 ImageFormat = Literal["png", "jpg"]
 _SAVE_FORMAT = {"png": ("PNG", {}), "jpg": ("JPEG", {"quality": 95})}
 
@@ -70,7 +74,7 @@ class _Job:
 @dataclass(frozen=True)
 class _Settings:
     out: Path
-    kind: FaceKind
+    kind: PrepareKind
     size: int
     scale: float
     min_face: int
@@ -89,7 +93,7 @@ class _Outcome:
 def prepare_faces(
     src: str | os.PathLike[str],
     out: str | os.PathLike[str],
-    kind: FaceKind,
+    kind: PrepareKind,
     size: int = 256,
     scale: float = 1.5,
     min_face: int = 24,
@@ -141,8 +145,8 @@ def _check_options(src: Path, out: Path, kind: str, size: int, scale: float, min
         raise UserError(f"output folder {out} must differ from the source folder")
     if report.is_dir():
         raise UserError(f"report path {report} is a folder; give a file name")
-    if kind not in FACE_KINDS:
-        raise UserError(f"--kind must be one of {', '.join(FACE_KINDS)}, not {kind!r}")
+    if kind not in PREPARE_KINDS:
+        raise UserError(f"--kind must be one of {', '.join(PREPARE_KINDS)}, not {kind!r}")
     if fmt not in _SAVE_FORMAT:
         raise UserError(f"--format must be one of {', '.join(_SAVE_FORMAT)}, not {fmt!r}")
     if not 16 <= size <= MAX_SIZE:
@@ -197,6 +201,9 @@ def _prepare_one(job: _Job, settings: _Settings) -> _Outcome:
         image = load_image(job.source)
     except BadImage as exc:
         return _Outcome(unreadable=str(exc).removeprefix(f"{job.source}: "))
+    if settings.kind == "none":
+        _save(ImageOps.fit(image, (settings.size, settings.size), Image.Resampling.LANCZOS), first, settings.fmt)
+        return _Outcome(faces=1)
     faces = detect_faces(image, settings.kind, settings.min_face)
     if not faces:
         return _Outcome()
@@ -231,8 +238,9 @@ def _record(report: PrepareReport, relative: str, outcome: _Outcome) -> None:
 @click.argument("src", type=click.Path(path_type=Path))
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), callback=writable("output", folder=True),
               help="Folder for the crops; SRC's subfolders are mirrored in it.")
-@click.option("--kind", required=True, type=click.Choice(FACE_KINDS),
-              help="photo: human faces (frontal); anime: drawn anime faces.")
+@click.option("--kind", required=True, type=click.Choice(PREPARE_KINDS),
+              help="photo: human faces (frontal); anime: drawn anime faces; none: no detector, the "
+                   "centred square of each picture (cats, dogs: frame them first).")
 @click.option("--size", type=click.IntRange(16, MAX_SIZE), default=256, show_default=True,
               help="Side of the square crops in pixels.")
 @click.option("--scale", default=1.5, show_default=True,
@@ -246,7 +254,7 @@ def _record(report: PrepareReport, relative: str, outcome: _Outcome) -> None:
 @click.option("--report", type=click.Path(path_type=Path), callback=writable("report"),
               help=f"Where to write the JSON report  [default: OUT/{REPORT_NAME}]")
 @click.option("-j", "--jobs", type=int, help="Pictures worked on at once  [default: CPU cores]")
-def prepare_command(src: Path, out: Path, kind: FaceKind, size: int, scale: float, min_face: int,
+def prepare_command(src: Path, out: Path, kind: PrepareKind, size: int, scale: float, min_face: int,
                     fmt: ImageFormat, overwrite: bool, report: Path | None, jobs: int | None) -> None:
     """Cut a square crop around every face in the pictures under SRC, into OUT.
 
