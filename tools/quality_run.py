@@ -85,14 +85,14 @@ def evaluate(work: Path, data: dict[str, Path], runs: dict[str, Path], inception
     return reports
 
 
-def table(reports: dict[str, dict]) -> str:
+def table(reports: dict[str, dict], held_out: str = f"{HELD_OUT} + {HELD_OUT}") -> str:
     from twingan.domains import DIRECTION_NAMES
     from twingan.evaluation.scores import markdown
 
     parts = []
     for direction, title in DIRECTION_NAMES.items():
         rows = {name: report["directions"][direction] for name, report in reports.items()}
-        parts += [f"**{title}** (held-out: {HELD_OUT} + {HELD_OUT} pictures)", "", markdown(rows, "model"), ""]
+        parts += [f"**{title}** (held-out: {held_out} pictures)", "", markdown(rows, "model"), ""]
     return "\n".join(parts)
 
 

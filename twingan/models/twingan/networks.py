@@ -59,6 +59,9 @@ def check_model_config(cfg: ModelConfig) -> None:
     if cfg.skip_highpass_from and cfg.skip_highpass_from not in _resolutions(cfg.resolution):
         raise ValueError(f"model.skip_highpass_from must be 0 (off) or a power of two from 8 to model.resolution "
                          f"({cfg.resolution}), got {cfg.skip_highpass_from}")
+    if cfg.residual_from and cfg.residual_from not in _resolutions(cfg.resolution):
+        raise ValueError(f"model.residual_from must be 0 (off) or a power of two from 8 to model.resolution "
+                         f"({cfg.resolution}), got {cfg.residual_from}")
     limit = cfg.translation_link_max_resolution
     if limit and limit not in [4, *_resolutions(cfg.resolution)]:
         raise ValueError(f"model.translation_link_max_resolution must be 0 (off) or a power of two from 4 to "
@@ -77,6 +80,12 @@ def _check_phase(resolution: int, alpha: float, max_resolution: int) -> None:
 def _resolutions(top: int) -> list[int]:
     """8, 16, ..., top: the resolutions that own a down/up-sampling block."""
     return [2**k for k in range(3, int(math.log2(top)) + 1)]
+
+
+def _upsample(picture: Tensor) -> Tensor:
+    """Twice the side, bilinear: the base a residual block (model.residual_from) draws its detail
+    on; nearest would leave it 2 x 2 blocks to undo."""
+    return F.interpolate(picture, scale_factor=2, mode="bilinear", align_corners=False)
 
 
 def _blend(new: Tensor, old: Tensor, alpha: float) -> Tensor:
@@ -256,20 +265,24 @@ class Encoder(nn.Module):
              for hw in [4, *_resolutions(cfg.resolution)]}
         )
         self.blocks = nn.ModuleDict({str(hw): _DownBlock(cfg, hw) for hw in _resolutions(cfg.resolution)})
+        self.residual_from = cfg.residual_from
 
     def forward(self, x: Tensor, domain: int, resolution: int, alpha: float = 1.0) -> tuple[Tensor, dict[int, Tensor]]:
         _check_phase(resolution, alpha, self.max_resolution)
         skips: dict[int, Tensor] = {}
         h = self.from_rgb[str(resolution)](x, domain)
         hw = resolution
-        if hw > 4 and alpha < 1.0:
-            skips[hw] = self.blocks[str(hw)](h, domain)
-            h_prev = self.from_rgb[str(hw // 2)](F.avg_pool2d(x, 2), domain)
-            h = _blend(F.avg_pool2d(skips[hw], 2), h_prev, alpha)
-            hw //= 2
         while hw > 4:
             skips[hw] = self.blocks[str(hw)](h, domain)
-            h = F.avg_pool2d(skips[hw], 2)
+            down = F.avg_pool2d(skips[hw], 2)
+            weight = alpha if hw == resolution else 1.0
+            if self.residual_from and hw >= self.residual_from:  # model.residual_from: add to the size below
+                x = F.avg_pool2d(x, 2)
+                h = self.from_rgb[str(hw // 2)](x, domain) + (down if weight == 1.0 else weight * down)
+            elif weight < 1.0:
+                h = _blend(down, self.from_rgb[str(hw // 2)](F.avg_pool2d(x, 2), domain), weight)
+            else:
+                h = down
             hw //= 2
         return h, skips
 
@@ -389,6 +402,7 @@ class Generator(nn.Module):
         check_model_config(cfg)
         self.max_resolution = cfg.resolution
         self.unet_max_resolution = cfg.unet_max_resolution
+        self.residual_from = cfg.residual_from
         c4 = num_channels(cfg, 4)
         self.block4 = nn.ModuleList(
             [ConvUnit(cfg, c4, c4, condition_dim=cfg.code_dim) for _ in range(2)]
@@ -412,15 +426,23 @@ class Generator(nn.Module):
         if condition is not None and domain != DOMAIN_B:
             raise ValueError("the character condition shapes anime (domain B) output only")
         translating = source != domain
+        residual = bool(self.residual_from) and resolution >= self.residual_from
+        picture = None  # with model.residual_from: the picture of the size reached so far
         h = latent
         for unit in self.block4:
             h = unit(h, domain, condition)
-        for hw in _resolutions(resolution // 2):
-            h = self.blocks[str(hw)](h, skips.get(hw), domain, condition, translating)
+        for hw in [4, *_resolutions(resolution // 2)]:
+            if hw > 4:
+                h = self.blocks[str(hw)](h, skips.get(hw), domain, condition, translating)
+            if residual and hw >= self.residual_from // 2:
+                rgb = self.to_rgb[str(hw)](h)
+                picture = rgb if picture is None else _upsample(picture) + rgb
         if resolution == 4:
             return self.to_rgb["4"](h)
         top = self.blocks[str(resolution)](h, skips.get(resolution), domain, condition, translating)
         rgb = self.to_rgb[str(resolution)](top)
+        if residual:
+            return _upsample(picture) + (rgb if alpha == 1.0 else alpha * rgb)
         if alpha == 1.0:
             return rgb
         rgb_prev = F.interpolate(self.to_rgb[str(resolution // 2)](h), scale_factor=2, mode="nearest")

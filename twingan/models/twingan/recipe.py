@@ -93,9 +93,12 @@ critics, which start new anyway. Every other key changes what the trained layers
 
 def _below(model: ModelConfig, name: str, resolution: int) -> object:
     """A model key's effect on the layers up to `resolution`: translation_link_max_resolution 0
-    means "as unet_max_resolution", and any limit at or above `resolution` leaves them alike."""
+    means "as unet_max_resolution", and any limit at or above `resolution` leaves them alike;
+    residual_from above `resolution` changes only the blocks above it."""
     if name == "translation_link_max_resolution":
         return min(model.translation_link_max_resolution or model.unet_max_resolution, resolution)
+    if name == "residual_from":
+        return model.residual_from if model.residual_from <= resolution else 0
     return getattr(model, name)
 
 
@@ -460,7 +463,8 @@ class TwinGANRecipe:
             raise UserError(f"{source} was trained with other model settings: {'; '.join(differ[:3])}")
         try:
             with torch.device("meta"):
-                smaller = TwinGAN(dataclasses.replace(self.cfg.model, resolution=resolution),
+                smaller = TwinGAN(dataclasses.replace(self.cfg.model, resolution=resolution,
+                                                      residual_from=_below(self.cfg.model, "residual_from", resolution)),
                                   self.image_channels).state_dict()
         except ValueError as exc:
             raise UserError(f"{source}: this run's model settings do not fit a {resolution} px model ({exc})") from None
