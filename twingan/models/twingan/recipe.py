@@ -463,8 +463,8 @@ class TwinGANRecipe:
             raise UserError(f"{source} was trained with other model settings: {'; '.join(differ[:3])}")
         try:
             with torch.device("meta"):
-                smaller = TwinGAN(dataclasses.replace(self.cfg.model, resolution=resolution,
-                                                      residual_from=_below(self.cfg.model, "residual_from", resolution)),
+                residual = _below(self.cfg.model, "residual_from", resolution)
+                smaller = TwinGAN(dataclasses.replace(self.cfg.model, resolution=resolution, residual_from=residual),
                                   self.image_channels).state_dict()
         except ValueError as exc:
             raise UserError(f"{source}: this run's model settings do not fit a {resolution} px model ({exc})") from None
