@@ -47,6 +47,20 @@ def test_colour_changes_each_picture_by_its_own_draw():
     out = colour(x)
     shift = (out - x).mean(dim=(1, 2, 3))
     assert out.shape == x.shape and shift.std() > 0.05
+    # A flat grey has no saturation or contrast to change: only the brightness shift, within +-0.5.
+    flat = colour(torch.full((256, 3, 4, 4), 0.2))
+    per_picture = flat.flatten(1)
+    assert torch.allclose(per_picture, per_picture[:, :1].expand_as(per_picture), atol=1e-6)
+    assert per_picture.min() >= -0.3 - 1e-6 and per_picture.max() <= 0.7 + 1e-6 and per_picture.std() > 0.2
+
+
+def test_the_policy_order_is_kept():
+    x = torch.ones(4, 3, 16, 16)
+    torch.manual_seed(0)
+    cut_last = diff_augment(x, ["color", "cutout"])
+    torch.manual_seed(0)
+    cut_first = diff_augment(x, ["cutout", "color"])
+    assert cut_last.eq(0).all(dim=1).any() and not cut_first.eq(0).all(dim=1).any()
 
 
 def test_gradients_reach_the_pictures_through_every_operation():
@@ -74,9 +88,10 @@ def test_every_critic_call_of_a_step_sees_augmented_pictures(tmp_path, monkeypat
     seen: list[bool] = []
 
     def spy_augment(x, chosen):
+        assert list(chosen) == policy
         out = augment_module.diff_augment(x, chosen)
-        if chosen:
-            augmented.append(out)
+        assert (out is x) == (not policy)
+        augmented.append(out)
         return out
 
     forward = Discriminator.forward
@@ -92,5 +107,4 @@ def test_every_critic_call_of_a_step_sees_augmented_pictures(tmp_path, monkeypat
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     trainer.run()
     # translations and reconstructions of both domains, both domains' real pictures, the penalty's pictures
-    assert len(seen) >= 8
-    assert all(seen) if policy else not any(seen)
+    assert len(seen) >= 8 and all(seen)

@@ -15,7 +15,7 @@ from twingan.checkpoint import load_checkpoint, save_checkpoint
 from twingan.cli import main
 from twingan.config import config_to_dict, load_config
 from twingan.errors import ConfigError, UserError
-from twingan.models.twingan.recipe import check_config
+from twingan.models.twingan.recipe import check_config, fade_reals
 from twingan.train.trainer import Trainer
 
 GROWN = {"model": {"resolution": 16, "unet_max_resolution": 8},
@@ -250,3 +250,19 @@ def test_a_run_resumes_under_other_layer_factors_keeping_each_tensors_adam_momen
                for name, p in second.recipe.generator_tensors if p in second.recipe.opt_g.state}
     assert resumed.keys() == moments.keys()
     assert all(torch.equal(resumed[name], moments[name]) for name in moments)
+    # A checkpoint from before the layer factors existed (no key) resumes tensor by tensor as well.
+    old = load_checkpoint(tmp_path / "first")
+    del old["layer_lr_multipliers"]
+    third = Trainer(load_config(tiny_preset(tmp_path)), tmp_path / "third", progress=False)
+    third.load_state_dict(old, "old")
+    assert all(torch.equal(third.recipe.opt_g.state[p]["exp_avg"], moments[name])
+               for name, p in third.recipe.generator_tensors if name in moments)
+
+
+def test_fading_reals_are_upsampled_as_the_generator_upsamples_its_lower_picture():
+    x = torch.rand(2, 3, 8, 8)
+    pooled = F.avg_pool2d(x, 2)
+    torch.testing.assert_close(fade_reals(x, 0.0), F.interpolate(pooled, scale_factor=2, mode="nearest"))
+    torch.testing.assert_close(fade_reals(x, 0.0, residual=True), F.interpolate(pooled, scale_factor=2,
+                                                                                 mode="bilinear"))
+    assert fade_reals(x, 1.0, residual=True) is x

@@ -117,7 +117,7 @@ def prepare_faces(
     settings = _Settings(out, kind, size, scale, min_face, fmt, overwrite, frozenset(names))
     result = PrepareReport(
         src=str(src), out=str(out), kind=kind, report=str(report_path),
-        settings={"size": size, "scale": scale, "min_face": min_face, "format": fmt},
+        settings={"size": size, "format": fmt, **({} if kind == "none" else {"scale": scale, "min_face": min_face})},
         unreadable=[{"path": Path(folder).relative_to(src).as_posix(), "reason": reason}
                     for folder, reason in unlisted])
     jobs = [_Job(source, name) for source, name in zip(sources, names)]

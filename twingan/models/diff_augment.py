@@ -65,12 +65,12 @@ def cutout(x: Tensor, ratio: float = CUTOUT_RATIO) -> Tensor:
 
 
 OPERATIONS: dict[str, Callable[[Tensor], Tensor]] = {"color": colour, "translation": translation, "cutout": cutout}
-"""The policy names of the reference code, in the order it applies them."""
+"""The policy names of the reference code."""
 
 
 def diff_augment(x: Tensor, policy: Sequence[str]) -> Tensor:
-    """`x` through the policy's operations in the reference's order; `x` itself for an empty policy."""
-    for name in OPERATIONS:
-        if name in policy:
-            x = OPERATIONS[name](x)
+    """`x` through the policy's operations in the policy's order, as the reference applies them;
+    `x` itself for an empty policy."""
+    for name in policy:
+        x = OPERATIONS[name](x)
     return x

@@ -50,11 +50,16 @@ def translation_weights(w: LossConfig) -> tuple[float, float]:
     return into_a, w.translation_gan
 
 
-def fade_reals(x: Tensor, alpha: float) -> Tensor:
-    """Blend real pictures with their half-resolution version while a new resolution fades in."""
+def fade_reals(x: Tensor, alpha: float, residual: bool = False) -> Tensor:
+    """Blend real pictures with their half-resolution version while a new resolution fades in,
+    upsampled as the generator upsamples its own lower picture at that size: nearest for PGGAN's
+    replacing blocks, bilinear for residual ones (model.residual_from). Otherwise the fading reals
+    would be blocky where the fakes are smooth, and the new block would learn to add the blocks."""
     if alpha >= 1.0:
         return x
-    coarse = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="nearest")
+    pooled = F.avg_pool2d(x, 2)
+    coarse = (F.interpolate(pooled, scale_factor=2, mode="bilinear", align_corners=False) if residual
+              else F.interpolate(pooled, scale_factor=2, mode="nearest"))
     return alpha * x + (1.0 - alpha) * coarse
 
 
@@ -280,7 +285,9 @@ class TwinGANRecipe:
 
     def _critic(self, domain: int, pictures: Tensor, resolution: int, alpha: float) -> Tensor:
         """Domain `domain`'s critic on `pictures`, through loss.diffaugment when it is on: every
-        critic call goes here, so real and generated pictures meet the same augmentation."""
+        critic call goes here, so real and generated pictures meet the same augmentation. The
+        gradient penalty too, as DiffAugment's StyleGAN2 code takes R1 through it: its gradient is
+        the critic's with respect to the pictures before augmentation (a blanked square gets none)."""
         return self.discs[domain](diff_augment(pictures, self.cfg.loss.diffaugment), resolution, alpha)
 
     def _reconstruction_gan_on(self, res: int) -> bool:
@@ -318,7 +325,8 @@ class TwinGANRecipe:
                    "reconstruction_gan": w.reconstruction_gan, "character": w.character, "nce": w.nce,
                    "link_adversarial": w.link_adversarial,
                    **{TRANSLATION_GAN[d]: direction_weights[d] for d in DOMAINS}}
-        reals = [fade_reals(x, alpha) for x in reals]
+        residual = bool(self.cfg.model.residual_from) and res >= self.cfg.model.residual_from
+        reals = [fade_reals(x, alpha, residual) for x in reals]
         self._set_learning_rates(images_seen)
         c_values: dict[str, float] = {}
         if self.source == "learned" and w.character_contrastive > 0 and not self.holds_generator(images_seen):
