@@ -70,27 +70,29 @@ def test_grown_model_at_alpha_zero_draws_what_the_trained_one_drew(tmp_path, tra
 @pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
 def test_a_residual_top_block_draws_on_the_trained_picture_upsampled(tmp_path, trained_8px, alpha):
     """model.residual_from=16: the 16 px picture is the 8 px model's, upsampled bilinearly, plus
-    alpha times the new block's to_rgb (zeroed here, so the sum is the trained picture at any alpha),
-    and the trained encoder layers see their own from_rgb of the downsampled picture plus alpha
-    times the new block's features (zeroed as well)."""
+    alpha times the new block's to_rgb, and the trained encoder layers see their own from_rgb of
+    the downsampled picture plus alpha times the new block's features through a gate. The added
+    parts start at zero, so the grown model starts as the trained one at any alpha; opened, they
+    add their part in proportion to alpha."""
     trainer = _grown(tmp_path, model={"residual_from": 16})
     trainer.init_from(str(trained_8px))
     small = Trainer(load_config(tmp_path / "small" / "config.yaml"), tmp_path / "unused", progress=False)
     small.load_state_dict(load_checkpoint(trained_8px), "source")
     grown = trainer.recipe.ema.eval()
     x = torch.rand(2, 3, 16, 16) * 2 - 1
+
+    def drawn() -> torch.Tensor:
+        latent, skips = grown.encoder(x, 0, 16, alpha)
+        return grown.generator(latent, skips, 1, 16, alpha, source=0)
+
     with torch.no_grad():
-        latent, skips = grown.encoder(x, 0, 16, alpha)
-        drawn = grown.generator(latent, skips, 1, 16, alpha, source=0)
-        for p in [*grown.generator.to_rgb["16"].parameters(), *grown.encoder.blocks["16"].parameters()]:
-            p.zero_()
-        latent, skips = grown.encoder(x, 0, 16, alpha)
-        out = grown.generator(latent, skips, 1, 16, alpha, source=0)
         trained = small.recipe.ema.eval()
         latent, skips = trained.encoder(F.avg_pool2d(x, 2), 0, 8)
         expected = F.interpolate(trained.generator(latent, skips, 1, 8, source=0), scale_factor=2, mode="bilinear")
-    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
-    assert (alpha == 0.0) == torch.allclose(drawn, expected, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(drawn(), expected, rtol=1e-4, atol=1e-5)
+        for p in [grown.generator.to_rgb["16"].weight, grown.encoder.residual_gates["16"].weight]:
+            p.normal_()
+        assert (alpha == 0.0) == torch.allclose(drawn(), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_residual_from_above_the_trained_size_is_no_difference(tmp_path, trained_8px):

@@ -118,10 +118,11 @@ class ModelConfig:
     """From this size up, a block adds to the size below instead of replacing it: the picture is
     the one of half the size, upsampled (bilinear), plus the block's own to_rgb (StyleGAN2's skip
     generator), and the encoder's features at half the size are that size's from_rgb of the
-    downsampled picture plus the block's. A block grown onto a trained model (--init-from) then
-    starts as that model's picture and learns the detail on top, where a replacing block has to
-    relearn all of it (docs/quality.md, 128 px campaign); the fade ramps the added part. 0: blocks
-    replace the size below once faded in, as in PGGAN (the original)."""
+    downsampled picture plus the block's, through a per-channel gate. The added parts start at
+    zero (the block's to_rgb weights, the gate), so a block grown onto a trained model
+    (--init-from) starts as exactly that model upsampled and learns the detail on top, where a
+    replacing block has to relearn all of it (docs/quality.md, 128 px campaign); the fade ramps
+    the added part. 0: blocks replace the size below once faded in, as in PGGAN (the original)."""
     skip_gate: Literal["none", "gated"] = "none"
     """UNet links: none concatenates the encoder features as they are (the original); gated scales
     them by a learned per-domain, per-channel gate that starts closed."""

@@ -266,6 +266,11 @@ class Encoder(nn.Module):
         )
         self.blocks = nn.ModuleDict({str(hw): _DownBlock(cfg, hw) for hw in _resolutions(cfg.resolution)})
         self.residual_from = cfg.residual_from
+        # model.residual_from: what a residual block adds passes a gate that starts closed, so a
+        # block grown onto trained layers leaves their features as they were until it has learned.
+        self.residual_gates = nn.ModuleDict({str(hw): SkipGate(num_channels(cfg, hw // 2))
+                                             for hw in _resolutions(cfg.resolution)
+                                             if cfg.residual_from and hw >= cfg.residual_from})
 
     def forward(self, x: Tensor, domain: int, resolution: int, alpha: float = 1.0) -> tuple[Tensor, dict[int, Tensor]]:
         _check_phase(resolution, alpha, self.max_resolution)
@@ -278,7 +283,8 @@ class Encoder(nn.Module):
             weight = alpha if hw == resolution else 1.0
             if self.residual_from and hw >= self.residual_from:  # model.residual_from: add to the size below
                 x = F.avg_pool2d(x, 2)
-                h = self.from_rgb[str(hw // 2)](x, domain) + (down if weight == 1.0 else weight * down)
+                added = self.residual_gates[str(hw)](down, domain)
+                h = self.from_rgb[str(hw // 2)](x, domain) + (added if weight == 1.0 else weight * added)
             elif weight < 1.0:
                 h = _blend(down, self.from_rgb[str(hw // 2)](F.avg_pool2d(x, 2), domain), weight)
             else:
@@ -413,6 +419,9 @@ class Generator(nn.Module):
                              init=cfg.weight_init, gain=1.0)
              for hw in [4, *_resolutions(cfg.resolution)]}
         )
+        for hw in _resolutions(cfg.resolution):
+            if cfg.residual_from and hw >= cfg.residual_from:  # a residual block starts by adding nothing
+                nn.init.zeros_(self.to_rgb[str(hw)].weight)
 
     def forward(self, latent: Tensor, skips: dict[int, Tensor], domain: int, resolution: int,
                 alpha: float = 1.0, condition: Tensor | None = None, *, source: int) -> Tensor:
