@@ -214,7 +214,8 @@ def test_the_bundled_64px_model_grows_into_twingan_cpu_128(tmp_path):
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     fresh = trainer.init_from("selfie2anime-64")
     assert {".".join(k.split(".")[:3]) for k in fresh} == {
-        "encoder.from_rgb.128", "encoder.blocks.128", "generator.blocks.128", "generator.to_rgb.128"}
+        "encoder.from_rgb.128", "encoder.blocks.128", "encoder.residual_gates.128", "generator.blocks.128",
+        "generator.to_rgb.128"}
     bundled = load_bundled("selfie2anime-64")[1]["ema"]
     state = trainer.recipe.ema.state_dict()
     assert set(state) - set(fresh) == set(bundled)
