@@ -41,10 +41,16 @@ GRID_PHOTOS = 8
 
 def split(source: Path, work: Path) -> dict[str, Path]:
     """WORK/data/{train,test}_{a,b}: links to the pictures of each part."""
+    return link_split({"a": (source / "trainA", HELD_OUT), "b": (source / "trainB", HELD_OUT)}, work)
+
+
+def link_split(domains: dict[str, tuple[Path, int]], work: Path) -> dict[str, Path]:
+    """WORK/data/{train,test}_DOMAIN: symbolic links to each domain folder's pictures, the given
+    number held out as the test part (a fixed random choice, seed 0)."""
     folders = {}
-    for domain, name in (("a", "trainA"), ("b", "trainB")):
-        pictures = sorted((source / name).iterdir())
-        test = set(random.Random(0).sample(range(len(pictures)), HELD_OUT))
+    for domain, (source, held_out) in domains.items():
+        pictures = sorted(source.iterdir())
+        test = set(random.Random(0).sample(range(len(pictures)), held_out))
         for part in ("train", "test"):
             folder = work / "data" / f"{part}_{domain}"
             folder.mkdir(parents=True, exist_ok=True)

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import subprocess
 from pathlib import Path
 
-from quality_run import side_by_side, table
+from quality_run import link_split, side_by_side, table
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -38,21 +37,13 @@ GRID_PICTURES = 8
 
 def split(pair: str, work: Path) -> dict[str, Path]:
     """WORK/data/{train,test}_{a,b}: links to the pictures of each part (seed 0)."""
-    folders = {}
+    domains = {}
     for domain, source in zip("ab", PAIRS[pair]):
         if not source.is_dir():
             raise SystemExit(f"{source} is missing: this tool needs ../shared/data beside the project")
-        pictures = sorted(source.iterdir())
-        test = set(random.Random(0).sample(range(len(pictures)), HELD_OUT.get(len(pictures), 50)))
-        for part in ("train", "test"):
-            folder = work / "data" / f"{part}_{domain}"
-            folder.mkdir(parents=True, exist_ok=True)
-            for i, picture in enumerate(pictures):
-                link = folder / picture.name
-                if (part == "test") == (i in test) and not link.exists():
-                    link.symlink_to(picture.resolve())
-            folders[f"{part}_{domain}"] = folder
-    return folders
+        count = sum(1 for _ in source.iterdir())
+        domains[domain] = (source, HELD_OUT.get(count, 50))
+    return link_split(domains, work)
 
 
 def train(work: Path, data: dict[str, Path], presets: list[str], minutes: float, retrain: bool) -> dict[str, Path]:

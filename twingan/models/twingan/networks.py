@@ -82,10 +82,15 @@ def _resolutions(top: int) -> list[int]:
     return [2**k for k in range(3, int(math.log2(top)) + 1)]
 
 
-def _upsample(picture: Tensor) -> Tensor:
+def upsample_bilinear(picture: Tensor) -> Tensor:
     """Twice the side, bilinear: the base a residual block (model.residual_from) draws its detail
     on; nearest would leave it 2 x 2 blocks to undo."""
     return F.interpolate(picture, scale_factor=2, mode="bilinear", align_corners=False)
+
+
+def residual_at(residual_from: int, size: int) -> bool:
+    """Whether the block of this size adds to the size below (model.residual_from; 0: none does)."""
+    return bool(residual_from) and size >= residual_from
 
 
 def _blend(new: Tensor, old: Tensor, alpha: float) -> Tensor:
@@ -270,7 +275,7 @@ class Encoder(nn.Module):
         # block grown onto trained layers leaves their features as they were until it has learned.
         self.residual_gates = nn.ModuleDict({str(hw): SkipGate(num_channels(cfg, hw // 2))
                                              for hw in _resolutions(cfg.resolution)
-                                             if cfg.residual_from and hw >= cfg.residual_from})
+                                             if residual_at(cfg.residual_from, hw)})
 
     def forward(self, x: Tensor, domain: int, resolution: int, alpha: float = 1.0) -> tuple[Tensor, dict[int, Tensor]]:
         _check_phase(resolution, alpha, self.max_resolution)
@@ -281,7 +286,7 @@ class Encoder(nn.Module):
             skips[hw] = self.blocks[str(hw)](h, domain)
             down = F.avg_pool2d(skips[hw], 2)
             weight = alpha if hw == resolution else 1.0
-            if self.residual_from and hw >= self.residual_from:  # model.residual_from: add to the size below
+            if residual_at(self.residual_from, hw):  # add to the size below
                 x = F.avg_pool2d(x, 2)
                 added = self.residual_gates[str(hw)](down, domain)
                 h = self.from_rgb[str(hw // 2)](x, domain) + (added if weight == 1.0 else weight * added)
@@ -420,7 +425,7 @@ class Generator(nn.Module):
              for hw in [4, *_resolutions(cfg.resolution)]}
         )
         for hw in _resolutions(cfg.resolution):
-            if cfg.residual_from and hw >= cfg.residual_from:  # a residual block starts by adding nothing
+            if residual_at(cfg.residual_from, hw):  # a residual block starts by adding nothing
                 nn.init.zeros_(self.to_rgb[str(hw)].weight)
 
     def forward(self, latent: Tensor, skips: dict[int, Tensor], domain: int, resolution: int,
@@ -435,7 +440,7 @@ class Generator(nn.Module):
         if condition is not None and domain != DOMAIN_B:
             raise ValueError("the character condition shapes anime (domain B) output only")
         translating = source != domain
-        residual = bool(self.residual_from) and resolution >= self.residual_from
+        residual = residual_at(self.residual_from, resolution)
         picture = None  # with model.residual_from: the picture of the size reached so far
         h = latent
         for unit in self.block4:
@@ -445,13 +450,13 @@ class Generator(nn.Module):
                 h = self.blocks[str(hw)](h, skips.get(hw), domain, condition, translating)
             if residual and hw >= self.residual_from // 2:
                 rgb = self.to_rgb[str(hw)](h)
-                picture = rgb if picture is None else _upsample(picture) + rgb
+                picture = rgb if picture is None else upsample_bilinear(picture) + rgb
         if resolution == 4:
             return self.to_rgb["4"](h)
         top = self.blocks[str(resolution)](h, skips.get(resolution), domain, condition, translating)
         rgb = self.to_rgb[str(resolution)](top)
         if residual:
-            return _upsample(picture) + (rgb if alpha == 1.0 else alpha * rgb)
+            return upsample_bilinear(picture) + (rgb if alpha == 1.0 else alpha * rgb)
         if alpha == 1.0:
             return rgb
         rgb_prev = F.interpolate(self.to_rgb[str(resolution // 2)](h), scale_factor=2, mode="nearest")

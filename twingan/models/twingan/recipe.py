@@ -33,7 +33,7 @@ from twingan.models.twingan.character import code_consistency, contrastive_loss,
 from twingan.models.twingan.inference import reached_resolution
 from twingan.models.twingan.link_critic import LinkCritic, critic_loss, encoder_loss
 from twingan.models.twingan.networks import (Discriminator, DomainNorm2d, SkipGate, TwinGAN, check_model_config,
-                                             encoder_channels)
+                                             encoder_channels, residual_at, upsample_bilinear)
 from twingan.models.twingan.patch_nce import PatchNCE, feature_levels
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,7 @@ def fade_reals(x: Tensor, alpha: float, residual: bool = False) -> Tensor:
     if alpha >= 1.0:
         return x
     pooled = F.avg_pool2d(x, 2)
-    coarse = (F.interpolate(pooled, scale_factor=2, mode="bilinear", align_corners=False) if residual
-              else F.interpolate(pooled, scale_factor=2, mode="nearest"))
+    coarse = upsample_bilinear(pooled) if residual else F.interpolate(pooled, scale_factor=2, mode="nearest")
     return alpha * x + (1.0 - alpha) * coarse
 
 
@@ -325,8 +324,7 @@ class TwinGANRecipe:
                    "reconstruction_gan": w.reconstruction_gan, "character": w.character, "nce": w.nce,
                    "link_adversarial": w.link_adversarial,
                    **{TRANSLATION_GAN[d]: direction_weights[d] for d in DOMAINS}}
-        residual = bool(self.cfg.model.residual_from) and res >= self.cfg.model.residual_from
-        reals = [fade_reals(x, alpha, residual) for x in reals]
+        reals = [fade_reals(x, alpha, residual_at(self.cfg.model.residual_from, res)) for x in reals]
         self._set_learning_rates(images_seen)
         c_values: dict[str, float] = {}
         if self.source == "learned" and w.character_contrastive > 0 and not self.holds_generator(images_seen):
@@ -500,7 +498,7 @@ class TwinGANRecipe:
         self.net.load_state_dict(state["net"])
         self.ema.load_state_dict(state["ema"])
         self.discs.load_state_dict(state["discs"])
-        saved_multipliers = {int(k): v for k, v in state.get("layer_lr_multipliers", {}).items()}
+        saved_multipliers = state.get("layer_lr_multipliers", {})
         if saved_multipliers != self.cfg.train.layer_lr_multipliers:
             self.opt_g.load_state_dict(self._regrouped(state["opt_g"], saved_multipliers))
         else:
